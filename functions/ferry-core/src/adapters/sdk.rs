@@ -1,0 +1,95 @@
+//! SDK configuration (retries set deliberately), per-Region clients, and error translation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::ports::AwsError;
+
+/// Error codes AWS uses for throttling, across EC2, KMS and EventBridge.
+const THROTTLING_CODES: [&str; 6] =
+    ["RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException", "SlowDown"];
+
+/// How the SDK retries. Standard mode retries throttling and 5xx/transient errors with
+/// exponential backoff and full jitter; ferry only sees what is left after these attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdkSettings {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        SdkSettings {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Loads the shared SDK configuration (credentials, endpoint override from `AWS_ENDPOINT_URL`,
+/// default Region) with ferry's retry and timeout settings.
+pub async fn load_sdk_config(settings: &SdkSettings) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config(settings))
+        .timeout_config(
+            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(settings.attempt_timeout).build(),
+        )
+        .load()
+        .await
+}
+
+pub fn retry_config(settings: &SdkSettings) -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(settings.max_attempts)
+        .with_initial_backoff(settings.initial_backoff)
+        .with_max_backoff(settings.max_backoff)
+}
+
+/// One client per Region, built on first use from a shared configuration and kept.
+pub struct Regional<C> {
+    make: Box<dyn Fn(&str) -> C + Send + Sync>,
+    clients: Mutex<HashMap<String, C>>,
+}
+
+impl<C: Clone> Regional<C> {
+    pub fn new(make: impl Fn(&str) -> C + Send + Sync + 'static) -> Self {
+        Regional { make: Box::new(make), clients: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, region: &str) -> C {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients.entry(region.to_string()).or_insert_with(|| (self.make)(region)).clone()
+    }
+}
+
+/// Translates an SDK error into the domain's `AwsError`.
+pub fn aws_error<E, R>(error: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match &error {
+        SdkError::ServiceError(_) => {
+            let code = error.code().unwrap_or("Unknown").to_string();
+            let message = error.message().unwrap_or("no message").to_string();
+            if THROTTLING_CODES.contains(&code.as_str()) {
+                AwsError::Throttled { code, message }
+            } else {
+                AwsError::Service { code, message }
+            }
+        }
+        _ => AwsError::Transport(DisplayErrorContext(&error).to_string()),
+    }
+}

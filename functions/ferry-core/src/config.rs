@@ -1,0 +1,90 @@
+//! Configuration, read once at cold start from the environment.
+
+use std::time::Duration;
+
+use crate::adapters::SdkSettings;
+use crate::rules::polling::PollBounds;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// EventBridge bus for `Replication Succeeded` / `Replication Failed` (`FERRY_EVENT_BUS`).
+    pub event_bus: String,
+    /// Bounds of the adaptive wait between copy checks (`FERRY_POLL_MIN_SECONDS`, `FERRY_POLL_MAX_SECONDS`).
+    pub poll: PollBounds,
+    /// Snapshots with FSR per Region before FSR is skipped (`FERRY_FSR_QUOTA`, AWS default 5).
+    pub fsr_quota_per_region: usize,
+    /// SDK retries (`FERRY_SDK_MAX_ATTEMPTS`, `FERRY_SDK_INITIAL_BACKOFF_MS`).
+    pub sdk: SdkSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { event_bus: "default".into(), poll: PollBounds::default(), fsr_quota_per_region: 5, sdk: SdkSettings::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn number<T: std::str::FromStr>(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError { name, value, reason: "expected a whole number" }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Config::default();
+        let poll = PollBounds {
+            min_seconds: number(&lookup, "FERRY_POLL_MIN_SECONDS", defaults.poll.min_seconds)?,
+            max_seconds: number(&lookup, "FERRY_POLL_MAX_SECONDS", defaults.poll.max_seconds)?,
+        };
+        if poll.min_seconds == 0 || poll.min_seconds > poll.max_seconds {
+            return Err(ConfigError { name: "FERRY_POLL_MIN_SECONDS", value: poll.min_seconds.to_string(), reason: "must be 1..=FERRY_POLL_MAX_SECONDS" });
+        }
+        let sdk = SdkSettings {
+            max_attempts: number(&lookup, "FERRY_SDK_MAX_ATTEMPTS", defaults.sdk.max_attempts)?,
+            initial_backoff: Duration::from_millis(number(&lookup, "FERRY_SDK_INITIAL_BACKOFF_MS", defaults.sdk.initial_backoff.as_millis() as u64)?),
+            ..defaults.sdk
+        };
+        Ok(Config {
+            event_bus: lookup("FERRY_EVENT_BUS").filter(|bus| !bus.is_empty()).unwrap_or(defaults.event_bus),
+            poll,
+            fsr_quota_per_region: number(&lookup, "FERRY_FSR_QUOTA", defaults.fsr_quota_per_region)?,
+            sdk,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variables_give_the_documented_defaults() {
+        assert_eq!(Config::from_lookup(|_| None).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn variables_override_and_bad_numbers_are_named() {
+        let config = Config::from_lookup(|name| match name {
+            "FERRY_EVENT_BUS" => Some("ferry".into()),
+            "FERRY_POLL_MIN_SECONDS" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((config.event_bus.as_str(), config.poll.min_seconds), ("ferry", 5));
+        let error = Config::from_lookup(|name| (name == "FERRY_FSR_QUOTA").then(|| "five".into())).unwrap_err();
+        assert_eq!(error.name, "FERRY_FSR_QUOTA");
+    }
+}

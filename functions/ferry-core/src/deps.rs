@@ -1,0 +1,44 @@
+//! Everything a handler needs, built once per cold start.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+use crate::adapters::{load_sdk_config, Ec2Adapter, EventBridgeAdapter, KmsAdapter};
+use crate::config::Config;
+use crate::ports::{Clock, Events, FastRestore, Images, Keys, Snapshots, SystemClock, Tagging};
+
+pub struct Deps {
+    pub config: Config,
+    pub keys: Arc<dyn Keys>,
+    pub images: Arc<dyn Images>,
+    pub snapshots: Arc<dyn Snapshots>,
+    pub tagging: Arc<dyn Tagging>,
+    pub fast_restore: Arc<dyn FastRestore>,
+    pub events: Arc<dyn Events>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    /// Loads the SDK configuration from the environment and builds every adapter.
+    pub async fn load(config: Config) -> Self {
+        let sdk = load_sdk_config(&config.sdk).await;
+        Self::from_sdk(&sdk, config)
+    }
+
+    /// Builds every adapter over one SDK configuration (tests point it at the local AWS).
+    pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Self {
+        let ec2 = Arc::new(Ec2Adapter::new(sdk));
+        let events = EventBridgeAdapter::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus.clone());
+        Deps {
+            config,
+            keys: Arc::new(KmsAdapter::new(sdk)),
+            images: ec2.clone(),
+            snapshots: ec2.clone(),
+            tagging: ec2.clone(),
+            fast_restore: ec2,
+            events: Arc::new(events),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}

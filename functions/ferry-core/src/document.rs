@@ -1,0 +1,265 @@
+//! The replication document: the one JSON object every function takes and returns enriched.
+//! Field names are camelCase and fixed; a console rerun only needs this document pasted in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FerryError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Replication {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_id: Option<String>,
+    pub source: Source,
+    pub destination: Destination,
+    #[serde(default)]
+    pub options: Options,
+    /// The destination key as resolved by start-copy's preflight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<ResolvedKey>,
+    /// The source's EBS snapshots as found by the preflight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_snapshots: Vec<SourceSnapshot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyState>,
+    #[serde(default, skip_serializing_if = "Evidence::is_empty")]
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    pub region: String,
+    /// Key id, key ARN, alias name, alias ARN or multi-Region replica, in the destination Region.
+    pub kms_key_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Options {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_source_tags: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_duration_minutes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsr: Option<FsrOptions>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FsrOptions {
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_hours: Option<f64>,
+    /// Fail with `FsrQuotaExceeded` instead of recording FSR as skipped when the quota is full.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_when_quota_full: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedKey {
+    pub arn: String,
+    pub key_id: String,
+    /// The alias the request named, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    pub multi_region: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSnapshot {
+    pub snapshot_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CopyStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyState {
+    pub destination_id: String,
+    pub status: CopyStatus,
+    pub next_check_seconds: u64,
+    /// Unix seconds when start-copy issued (or found) the copy.
+    pub started_at: u64,
+    #[serde(default)]
+    pub checks: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// AWS's own StateReason / StateMessage when the copy failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<LineageEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsr: Option<FsrEvidence>,
+}
+
+impl Evidence {
+    pub fn is_empty(&self) -> bool {
+        self.verification.is_none() && self.lineage.is_none() && self.fsr.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub verified_at: u64,
+    pub key_arn: String,
+    pub key_state: String,
+    pub snapshots: Vec<VerifiedSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedSnapshot {
+    pub snapshot_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_snapshot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_kms_key_arn: Option<String>,
+    pub kms_key_arn: String,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageEvidence {
+    pub tagged_resources: Vec<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub event_published: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FsrOutcome {
+    NotRequested,
+    Requested,
+    Skipped,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsrEvidence {
+    pub outcome: FsrOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub states: Vec<FsrZoneState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsrZoneState {
+    pub snapshot_id: String,
+    pub availability_zone: String,
+    pub state: String,
+}
+
+/// What kind of source a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Image,
+    Snapshot,
+}
+
+impl Replication {
+    /// Parses a document from the Lambda payload; anything malformed is `InvalidRequest`.
+    pub fn from_json(payload: serde_json::Value) -> Result<Self, FerryError> {
+        serde_json::from_value(payload).map_err(|e| FerryError::invalid("document", format!("{e}; see README 'The replication document'")))
+    }
+
+    /// The source's id and kind; the request must name exactly one of imageId and snapshotId.
+    pub fn source_ref(&self) -> Result<(SourceKind, &str), FerryError> {
+        match (&self.source.image_id, &self.source.snapshot_id) {
+            (Some(image), None) => Ok((SourceKind::Image, image)),
+            (None, Some(snapshot)) => Ok((SourceKind::Snapshot, snapshot)),
+            (Some(_), Some(_)) => Err(FerryError::invalid("source", "give imageId or snapshotId, not both")),
+            (None, None) => Err(FerryError::invalid("source", "give imageId (ami-…) or snapshotId (snap-…)")),
+        }
+    }
+
+    pub fn resolved_key(&self) -> Result<&ResolvedKey, FerryError> {
+        self.key.as_ref().ok_or_else(|| FerryError::invalid("key", "missing: run start-copy first, its output carries the resolved key"))
+    }
+
+    pub fn copy_state(&self) -> Result<&CopyState, FerryError> {
+        self.copy.as_ref().ok_or_else(|| FerryError::invalid("copy", "missing: run start-copy first, its output carries the copy state"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_with_unknown_field_is_invalid() {
+        let error = Replication::from_json(json!({
+            "source": {"region": "us-east-1", "imageId": "ami-0123456789abcdef0"},
+            "destination": {"region": "us-west-2", "kmsKeyId": "alias/k"},
+            "sourceRegion": "us-east-1"
+        }))
+        .unwrap_err();
+        assert_eq!(error.name(), "InvalidRequest");
+        assert!(error.to_string().contains("sourceRegion"));
+    }
+
+    #[test]
+    fn document_round_trips_in_camel_case() {
+        let request = json!({
+            "source": {"region": "us-east-1", "snapshotId": "snap-0123456789abcdef0"},
+            "destination": {"region": "us-west-2", "kmsKeyId": "alias/k"},
+            "options": {"copySourceTags": true, "completionDurationMinutes": 30, "fsr": {"availabilityZones": ["us-west-2a"]}}
+        });
+        let document = Replication::from_json(request.clone()).unwrap();
+        assert_eq!(document.source_ref().unwrap(), (SourceKind::Snapshot, "snap-0123456789abcdef0"));
+        assert_eq!(serde_json::to_value(&document).unwrap(), request);
+    }
+
+    #[test]
+    fn source_must_name_exactly_one_id() {
+        let mut document = Replication::from_json(json!({
+            "source": {"region": "us-east-1", "imageId": "ami-0123456789abcdef0", "snapshotId": "snap-0123456789abcdef0"},
+            "destination": {"region": "us-west-2", "kmsKeyId": "alias/k"}
+        }))
+        .unwrap();
+        assert_eq!(document.source_ref().unwrap_err().name(), "InvalidRequest");
+        document.source.image_id = None;
+        document.source.snapshot_id = None;
+        assert_eq!(document.source_ref().unwrap_err().name(), "InvalidRequest");
+    }
+}

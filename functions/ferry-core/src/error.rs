@@ -1,0 +1,148 @@
+//! ferry's named errors. Each variant's name is its Lambda `errorType`, matched verbatim by the
+//! state machine's `Retry`/`Catch`; the message says what to fix.
+
+use lambda_runtime::Diagnostic;
+
+/// One offending destination snapshot, as listed by verification errors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotFinding {
+    pub snapshot_id: String,
+    pub problem: String,
+}
+
+fn list(findings: &[SnapshotFinding]) -> String {
+    findings.iter().map(|f| format!("{} ({})", f.snapshot_id, f.problem)).collect::<Vec<_>>().join("; ")
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum FerryError {
+    #[error("invalid request: {field}: {reason}")]
+    InvalidRequest { field: String, reason: String },
+    #[error("source {id} not found in {region}: check the id and the source Region")]
+    SourceNotFound { region: String, id: String },
+    #[error("source {id} is {state}, not {wanted}: wait until it is {wanted}, then rerun")]
+    SourceNotReady { id: String, state: String, wanted: String },
+    #[error("source image {id} is {root_device_type}-backed: only EBS-backed AMIs can be copied with their snapshots")]
+    SourceNotEbsBacked { id: String, root_device_type: String },
+    #[error("KMS key {key} not found in {region}: create the key (or an alias or multi-Region replica) in the destination Region")]
+    KeyNotFound { key: String, region: String },
+    #[error("KMS key {key} lives in {key_region}, not in the destination Region {region}: use a key in {region} (keys are never shared across Regions)")]
+    KeyNotInDestinationRegion { key: String, key_region: String, region: String },
+    #[error("KMS key {key_arn} is {state}: {hint}")]
+    KeyNotEnabled { key_arn: String, state: String, hint: String },
+    #[error("KMS key {key_arn} is {spec}/{usage}: EBS needs a SYMMETRIC_DEFAULT key for ENCRYPT_DECRYPT")]
+    KeyNotSymmetric { key_arn: String, spec: String, usage: String },
+    #[error("copy {destination_id} failed: {reason}")]
+    CopyFailed { destination_id: String, reason: String },
+    #[error("the destination Region refused another copy ({message}): at most 20 snapshot copies run at once per Region; retry later")]
+    CopyQuotaExceeded { message: String },
+    #[error("replica {destination_id} has unencrypted snapshots: {}", list(.findings))]
+    ReplicaNotEncrypted { destination_id: String, findings: Vec<SnapshotFinding> },
+    #[error("replica {destination_id} has snapshots under a key other than {expected_key_arn}: {}", list(.findings))]
+    ReplicaWrongKey { destination_id: String, expected_key_arn: String, findings: Vec<SnapshotFinding> },
+    #[error("replica {destination_id} is incomplete: {reason}")]
+    ReplicaIncomplete { destination_id: String, reason: String },
+    #[error("Fast Snapshot Restore quota is full in {region}: {reason}; disable FSR elsewhere or raise the quota")]
+    FsrQuotaExceeded { region: String, reason: String },
+    #[error("the evidence event was not published: {reason}")]
+    PublishFailed { reason: String },
+    #[error("AWS throttled {operation} after the SDK's retries: {message}")]
+    Throttled { operation: String, message: String },
+    #[error("AWS call {operation} failed: {code}: {message}")]
+    AwsError { operation: String, code: String, message: String },
+}
+
+impl FerryError {
+    /// Every error name, declared once; the ASL and the README use these verbatim.
+    pub const NAMES: [&'static str; 17] = [
+        "InvalidRequest",
+        "SourceNotFound",
+        "SourceNotReady",
+        "SourceNotEbsBacked",
+        "KeyNotFound",
+        "KeyNotInDestinationRegion",
+        "KeyNotEnabled",
+        "KeyNotSymmetric",
+        "CopyFailed",
+        "CopyQuotaExceeded",
+        "ReplicaNotEncrypted",
+        "ReplicaWrongKey",
+        "ReplicaIncomplete",
+        "FsrQuotaExceeded",
+        "PublishFailed",
+        "Throttled",
+        "AwsError",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        use FerryError::*;
+        let index = match self {
+            InvalidRequest { .. } => 0,
+            SourceNotFound { .. } => 1,
+            SourceNotReady { .. } => 2,
+            SourceNotEbsBacked { .. } => 3,
+            KeyNotFound { .. } => 4,
+            KeyNotInDestinationRegion { .. } => 5,
+            KeyNotEnabled { .. } => 6,
+            KeyNotSymmetric { .. } => 7,
+            CopyFailed { .. } => 8,
+            CopyQuotaExceeded { .. } => 9,
+            ReplicaNotEncrypted { .. } => 10,
+            ReplicaWrongKey { .. } => 11,
+            ReplicaIncomplete { .. } => 12,
+            FsrQuotaExceeded { .. } => 13,
+            PublishFailed { .. } => 14,
+            Throttled { .. } => 15,
+            AwsError { .. } => 16,
+        };
+        Self::NAMES[index]
+    }
+
+    /// Whether the state machine should retry the step (with backoff) rather than fail the branch.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FerryError::Throttled { .. } | FerryError::CopyQuotaExceeded { .. } | FerryError::PublishFailed { .. })
+    }
+
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FerryError::InvalidRequest { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl From<FerryError> for Diagnostic {
+    fn from(error: FerryError) -> Self {
+        Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_fixed_pascal_case_name() {
+        let wrong_key = FerryError::ReplicaWrongKey {
+            destination_id: "ami-1".into(),
+            expected_key_arn: "arn:k".into(),
+            findings: vec![SnapshotFinding { snapshot_id: "snap-1".into(), problem: "under arn:other".into() }],
+        };
+        let diagnostic = Diagnostic::from(wrong_key);
+        assert_eq!(diagnostic.error_type, "ReplicaWrongKey");
+        assert!(diagnostic.error_message.contains("snap-1 (under arn:other)"));
+    }
+
+    #[test]
+    fn names_are_unique_pascal_case() {
+        let mut names = FerryError::NAMES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), FerryError::NAMES.len());
+        assert!(names.iter().all(|n| n.chars().next().unwrap().is_ascii_uppercase() && n.chars().all(|c| c.is_ascii_alphanumeric())));
+    }
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        assert!(FerryError::Throttled { operation: "CopyImage".into(), message: "slow down".into() }.is_retryable());
+        assert!(!FerryError::invalid("source", "missing").is_retryable());
+    }
+}

@@ -1,0 +1,145 @@
+//! start-copy: preflight (key, zones, source), then one idempotent copy tagged at creation.
+
+use tracing::info;
+
+use crate::deps::Deps;
+use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot};
+use crate::error::FerryError;
+use crate::handlers::aws_failure;
+use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
+use crate::rules::lineage::{self, client_token, lineage_tags, replication_id};
+use crate::rules::polling::next_check_seconds;
+use crate::rules::{key, request};
+
+pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
+    let mut document = Replication::from_json(payload)?;
+    let kind = request::validate(&document)?;
+    let key = resolve_key(deps, &document).await?;
+    check_zones(deps, &document).await?;
+    document.source_snapshots = inspect_source(deps, &document, kind).await?;
+    let id = replication_id(&document.source.region, source_id(&document), &document.destination.region, &key.arn);
+    let tags = lineage_tags(&document, &id, &key.arn, key.alias.as_deref());
+    let destination_id = match kind {
+        SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
+        SourceKind::Snapshot => copy_snapshot(deps, &document, &id, &key, tags).await?,
+    };
+    info!(replication_id = %id, destination_id = %destination_id, destination_region = %document.destination.region, "copy started");
+    document.replication_id = Some(id);
+    document.key = Some(key);
+    document.copy = Some(CopyState {
+        destination_id,
+        status: CopyStatus::Pending,
+        next_check_seconds: next_check_seconds(0, None, deps.config.poll),
+        started_at: deps.clock.now(),
+        checks: 0,
+        progress: None,
+        failure: None,
+    });
+    Ok(document)
+}
+
+fn source_id(document: &Replication) -> &str {
+    document.source.image_id.as_deref().or(document.source.snapshot_id.as_deref()).unwrap_or_default()
+}
+
+async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey, FerryError> {
+    let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);
+    let info = deps.keys.describe_key(region, reference).await.map_err(|error| {
+        if error.is_not_found() {
+            FerryError::KeyNotFound { key: reference.clone(), region: region.clone() }
+        } else {
+            aws_failure("kms:DescribeKey", error)
+        }
+    })?;
+    key::check_key(reference, region, &info)
+}
+
+async fn check_zones(deps: &Deps, document: &Replication) -> Result<(), FerryError> {
+    let Some(fsr) = &document.options.fsr else { return Ok(()) };
+    let region = &document.destination.region;
+    let zones = deps.fast_restore.availability_zones(region).await.map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;
+    match fsr.availability_zones.iter().find(|zone| !zones.contains(zone)) {
+        Some(zone) => Err(FerryError::invalid(
+            "options.fsr.availabilityZones",
+            format!("{zone} is not an Availability Zone of {region} (it has {})", zones.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -> Result<Vec<SourceSnapshot>, FerryError> {
+    let (region, id) = (&document.source.region, source_id(document));
+    let not_found = || FerryError::SourceNotFound { region: region.clone(), id: id.into() };
+    let snapshot_ids: Vec<(Option<String>, String)> = match kind {
+        SourceKind::Image => {
+            let image = deps.images.describe_image(region, id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?.ok_or_else(not_found)?;
+            if image.state != "available" {
+                return Err(FerryError::SourceNotReady { id: id.into(), state: image.state, wanted: "available".into() });
+            }
+            if image.root_device_type != "ebs" || image.snapshots.is_empty() {
+                return Err(FerryError::SourceNotEbsBacked { id: id.into(), root_device_type: image.root_device_type });
+            }
+            image.snapshots.into_iter().map(|s| (Some(s.device_name), s.snapshot_id)).collect()
+        }
+        SourceKind::Snapshot => vec![(None, id.to_string())],
+    };
+    let ids: Vec<String> = snapshot_ids.iter().map(|(_, id)| id.clone()).collect();
+    let described = deps.snapshots.describe_snapshots(region, &ids).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    if kind == SourceKind::Snapshot {
+        let snapshot = described.first().ok_or_else(not_found)?;
+        if snapshot.state != "completed" {
+            return Err(FerryError::SourceNotReady { id: id.into(), state: snapshot.state.clone(), wanted: "completed".into() });
+        }
+    }
+    Ok(snapshot_ids
+        .into_iter()
+        .map(|(device_name, snapshot_id)| {
+            let found = described.iter().find(|s| s.snapshot_id == snapshot_id);
+            SourceSnapshot {
+                encrypted: found.is_some_and(|s| s.encrypted),
+                kms_key_arn: found.and_then(|s| s.kms_key_id.clone()),
+                snapshot_id,
+                device_name,
+            }
+        })
+        .collect())
+}
+
+async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, tags: &[Tag]) -> Result<String, FerryError> {
+    let source_image_id = source_id(document);
+    let request = CopyImageRequest {
+        source_region: document.source.region.clone(),
+        source_image_id: source_image_id.into(),
+        name: format!("ferry-{source_image_id}-{id}"),
+        description: format!("ferry replication {id} of {}/{source_image_id}", document.source.region),
+        kms_key_arn: key.arn.clone(),
+        client_token: client_token(id),
+        copy_source_tags: document.options.copy_source_tags.unwrap_or(false),
+        completion_duration_minutes: document.options.completion_duration_minutes,
+        image_tags: tags.to_vec(),
+        snapshot_tags: tags.to_vec(),
+    };
+    deps.images.copy_image(&document.destination.region, &request).await.map_err(|e| aws_failure("ec2:CopyImage", e))
+}
+
+/// CopySnapshot has no ClientToken: an existing copy carrying this replication's id is reused.
+async fn copy_snapshot(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, mut tags: Vec<Tag>) -> Result<String, FerryError> {
+    let region = &document.destination.region;
+    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, id)];
+    let existing = deps.snapshots.find_snapshots_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    if let Some(copy) = existing.iter().find(|s| s.state != "error") {
+        info!(replication_id = %id, snapshot_id = %copy.snapshot_id, "reusing the existing copy");
+        return Ok(copy.snapshot_id.clone());
+    }
+    let source_snapshot_id = source_id(document).to_string();
+    tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, &source_snapshot_id));
+    let request = CopySnapshotRequest {
+        source_region: document.source.region.clone(),
+        description: format!("ferry replication {id} of {}/{source_snapshot_id}", document.source.region),
+        source_snapshot_id,
+        kms_key_arn: key.arn.clone(),
+        completion_duration_minutes: document.options.completion_duration_minutes,
+        tags,
+    };
+    deps.snapshots.copy_snapshot(region, &request).await.map_err(|e| aws_failure("ec2:CopySnapshot", e))
+}

@@ -1,0 +1,49 @@
+//! tag-lineage: makes sure the replica and each of its snapshots carry the full lineage, then
+//! publishes the evidence. Idempotent: tags are overwritten with the same values.
+
+use tracing::info;
+
+use crate::deps::Deps;
+use crate::document::{LineageEvidence, Replication};
+use crate::error::FerryError;
+use crate::handlers::aws_failure;
+use crate::ports::Tag;
+use crate::rules::lineage::{self, as_map, lineage_tags, rfc3339};
+
+pub const SUCCEEDED: &str = "Replication Succeeded";
+
+pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
+    let mut document = Replication::from_json(payload)?;
+    let key = document.resolved_key()?.clone();
+    let destination_id = document.copy_state()?.destination_id.clone();
+    let verification = document
+        .evidence
+        .verification
+        .clone()
+        .ok_or_else(|| FerryError::invalid("evidence.verification", "missing: run verify-encryption first; only verified replicas are tagged"))?;
+    let id = document.replication_id.clone().ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
+    let region = document.destination.region.clone();
+
+    let mut common = lineage_tags(&document, &id, &key.arn, key.alias.as_deref());
+    common.push(Tag::new(lineage::VERIFIED_AT, rfc3339(verification.verified_at)));
+    let mut plan = vec![];
+    if destination_id.starts_with("ami-") {
+        plan.push((destination_id.clone(), common.clone()));
+    }
+    for snapshot in &verification.snapshots {
+        let mut tags = common.clone();
+        if let Some(source) = &snapshot.source_snapshot_id {
+            tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, source));
+        }
+        plan.push((snapshot.snapshot_id.clone(), tags));
+    }
+    for (resource, tags) in &plan {
+        deps.tagging.create_tags(&region, std::slice::from_ref(resource), tags).await.map_err(|e| aws_failure("ec2:CreateTags", e))?;
+    }
+    let tagged: Vec<String> = plan.into_iter().map(|(resource, _)| resource).collect();
+    document.evidence.lineage = Some(LineageEvidence { tagged_resources: tagged.clone(), tags: as_map(&common), event_published: true });
+    let detail = serde_json::to_value(&document).map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
+    deps.events.publish(SUCCEEDED, &detail, &tagged).await.map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
+    info!(replication_id = %id, resources = tagged.len(), "lineage tagged and evidence published");
+    Ok(document)
+}

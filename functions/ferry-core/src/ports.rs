@@ -1,0 +1,188 @@
+//! One small trait per AWS capability. Handlers depend on these; adapters implement them over
+//! the `aws-sdk-*` clients. Every method names the Region it acts in.
+
+use async_trait::async_trait;
+
+/// A failed AWS call, as the domain needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsError {
+    /// AWS answered with an error code.
+    #[error("{code}: {message}")]
+    Service { code: String, message: String },
+    /// Throttled even after the SDK's own retries.
+    #[error("throttled ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// No answer: connection, timeout, or an unparseable response.
+    #[error("no usable answer: {0}")]
+    Transport(String),
+}
+
+impl AwsError {
+    pub fn code(&self) -> &str {
+        match self {
+            AwsError::Service { code, .. } | AwsError::Throttled { code, .. } => code,
+            AwsError::Transport(_) => "Transport",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            AwsError::Service { message, .. } | AwsError::Throttled { message, .. } => message,
+            AwsError::Transport(message) => message,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        let code = self.code();
+        code.ends_with(".NotFound") || code == "NotFoundException" || code.ends_with(".Malformed")
+    }
+}
+
+pub type AwsResult<T> = Result<T, AwsError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Tag { key: key.into(), value: value.into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub arn: String,
+    pub key_id: String,
+    pub state: String,
+    pub spec: String,
+    pub usage: String,
+    pub multi_region: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceSnapshot {
+    pub device_name: String,
+    pub snapshot_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub image_id: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub root_device_type: String,
+    pub snapshots: Vec<DeviceSnapshot>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub snapshot_id: String,
+    pub state: String,
+    pub state_message: Option<String>,
+    pub progress: Option<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyImageRequest {
+    pub source_region: String,
+    pub source_image_id: String,
+    pub name: String,
+    pub description: String,
+    pub kms_key_arn: String,
+    pub client_token: String,
+    pub copy_source_tags: bool,
+    pub completion_duration_minutes: Option<i64>,
+    pub image_tags: Vec<Tag>,
+    pub snapshot_tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySnapshotRequest {
+    pub source_region: String,
+    pub source_snapshot_id: String,
+    pub description: String,
+    pub kms_key_arn: String,
+    pub completion_duration_minutes: Option<i64>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsrState {
+    pub snapshot_id: String,
+    pub availability_zone: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsrFailure {
+    pub snapshot_id: String,
+    pub availability_zone: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsrChange {
+    pub succeeded: Vec<FsrState>,
+    pub failed: Vec<FsrFailure>,
+}
+
+#[async_trait]
+pub trait Keys: Send + Sync {
+    async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo>;
+}
+
+#[async_trait]
+pub trait Images: Send + Sync {
+    /// `Ok(None)` when the image does not exist.
+    async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<ImageInfo>>;
+    async fn copy_image(&self, region: &str, request: &CopyImageRequest) -> AwsResult<String>;
+}
+
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    /// The snapshots that exist among `snapshot_ids`.
+    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<SnapshotInfo>>;
+    /// Snapshots owned by this account carrying every one of `tags`.
+    async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>>;
+    async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest) -> AwsResult<String>;
+}
+
+#[async_trait]
+pub trait Tagging: Send + Sync {
+    async fn create_tags(&self, region: &str, resource_ids: &[String], tags: &[Tag]) -> AwsResult<()>;
+}
+
+#[async_trait]
+pub trait FastRestore: Send + Sync {
+    async fn availability_zones(&self, region: &str) -> AwsResult<Vec<String>>;
+    async fn enable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange>;
+    async fn disable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange>;
+    /// FSR entries in `region`; all of them when `snapshot_ids` is empty.
+    async fn describe(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<FsrState>>;
+}
+
+#[async_trait]
+pub trait Events: Send + Sync {
+    async fn publish(&self, detail_type: &str, detail: &serde_json::Value, resources: &[String]) -> AwsResult<()>;
+}
+
+pub trait Clock: Send + Sync {
+    /// Unix seconds.
+    fn now(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,143 @@
+//! Lineage tags (namespace `ferry:`), deterministic ids and tokens.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::document::Replication;
+use crate::ports::Tag;
+
+pub const NAMESPACE: &str = "ferry:";
+/// Ownership: ferry only ever cleans up resources carrying this tag with value `ferry`.
+pub const MANAGED_BY: &str = "ferry:managed-by";
+pub const REPLICATION_ID: &str = "ferry:replication-id";
+pub const SOURCE_REGION: &str = "ferry:source-region";
+pub const SOURCE_ID: &str = "ferry:source-id";
+pub const SOURCE_SNAPSHOT_ID: &str = "ferry:source-snapshot-id";
+pub const DESTINATION_REGION: &str = "ferry:destination-region";
+pub const KEY_ARN: &str = "ferry:key-arn";
+pub const KEY_ALIAS: &str = "ferry:key-alias";
+pub const BATCH: &str = "ferry:batch";
+pub const VERIFIED_AT: &str = "ferry:verified-at";
+
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// AWS's tag value rule: at most 256 characters; letters, digits, spaces and `+ - = . _ : / @`;
+/// no `aws:` prefix (reserved).
+pub fn check_tag_value(value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_TAG_VALUE_CHARS {
+        return Err(format!("{} characters; tag values hold at most {MAX_TAG_VALUE_CHARS}", value.chars().count()));
+    }
+    if value.to_ascii_lowercase().starts_with("aws:") {
+        return Err("the aws: prefix is reserved by AWS".into());
+    }
+    if let Some(bad) = value.chars().find(|c| !(c.is_alphanumeric() || *c == ' ' || "+-=._:/@".contains(*c))) {
+        return Err(format!("character {bad:?} is not allowed in a tag value (letters, digits, spaces and + - = . _ : / @)"));
+    }
+    Ok(())
+}
+
+fn hex_digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Same (source, destination Region, resolved key) → same id, however the key was named.
+pub fn replication_id(source_region: &str, source_id: &str, destination_region: &str, key_arn: &str) -> String {
+    format!("fr-{}", &hex_digest(&["ferry-v1", source_region, source_id, destination_region, key_arn])[..20])
+}
+
+/// CopyImage ClientToken (≤ 64 ASCII characters), derived from the replication id.
+pub fn client_token(replication_id: &str) -> String {
+    format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id])[..48])
+}
+
+/// The lineage every destination resource carries. Snapshot copies add their source snapshot id.
+pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str, alias: Option<&str>) -> Vec<Tag> {
+    let source_id = document.source.image_id.as_deref().or(document.source.snapshot_id.as_deref()).unwrap_or_default();
+    let mut tags = vec![
+        Tag::new(MANAGED_BY, "ferry"),
+        Tag::new(REPLICATION_ID, replication_id),
+        Tag::new(SOURCE_REGION, &document.source.region),
+        Tag::new(SOURCE_ID, source_id),
+        Tag::new(DESTINATION_REGION, &document.destination.region),
+        Tag::new(KEY_ARN, key_arn),
+    ];
+    if let Some(alias) = alias {
+        tags.push(Tag::new(KEY_ALIAS, alias));
+    }
+    if let Some(batch) = &document.options.batch {
+        tags.push(Tag::new(BATCH, batch));
+    }
+    tags
+}
+
+pub fn as_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect()
+}
+
+/// RFC 3339 UTC time for a Unix second (days-from-civil inverse, no calendar crate needed).
+pub fn rfc3339(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64;
+    let seconds_of_day = unix_seconds % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds_of_day / 3600,
+        seconds_of_day % 3600 / 60,
+        seconds_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_same_replication_gets_the_same_id_and_token() {
+        let a = replication_id("us-east-1", "ami-1", "us-west-2", "arn:k");
+        assert_eq!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:k"));
+        assert_ne!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:other"));
+        assert_ne!(a, replication_id("us-east-1", "ami-1", "eu-west-1", "arn:k"));
+        let token = client_token(&a);
+        assert!(token.len() <= 64 && token.is_ascii());
+        assert_eq!(token, client_token(&a));
+    }
+
+    #[test]
+    fn lineage_tags_are_namespaced_and_valid_tag_values() {
+        let document = Replication::from_json(json!({
+            "source": {"region": "us-east-1", "imageId": "ami-0123456789abcdef0"},
+            "destination": {"region": "us-west-2", "kmsKeyId": "alias/prod"},
+            "options": {"batch": "nightly"}
+        }))
+        .unwrap();
+        let tags = lineage_tags(&document, "fr-1", "arn:aws:kms:us-west-2:111122223333:key/k", Some("alias/prod"));
+        let map = as_map(&tags);
+        assert_eq!(map[MANAGED_BY], "ferry");
+        assert_eq!(map[SOURCE_ID], "ami-0123456789abcdef0");
+        assert_eq!(map[BATCH], "nightly");
+        assert_eq!(map[KEY_ALIAS], "alias/prod");
+        assert!(tags.iter().all(|t| t.key.starts_with(NAMESPACE) && t.key.len() <= 128 && check_tag_value(&t.value).is_ok()));
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}

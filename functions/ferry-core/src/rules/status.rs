@@ -1,0 +1,96 @@
+//! What AWS's image and snapshot states mean for a copy in flight.
+
+use crate::document::CopyStatus;
+use crate::ports::{ImageInfo, SnapshotInfo};
+use crate::rules::polling::parse_progress;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReading {
+    pub status: CopyStatus,
+    /// The least progress among the copy's snapshots, when AWS reports it.
+    pub progress_percent: Option<u32>,
+    /// AWS's own StateReason / StateMessage for a failure.
+    pub failure: Option<String>,
+}
+
+fn failed(message: String) -> CopyReading {
+    CopyReading { status: CopyStatus::Failed, progress_percent: None, failure: Some(message) }
+}
+
+/// Reads a snapshot copy (or an image copy's snapshots) as pending, completed or failed.
+pub fn read_snapshots(snapshots: &[SnapshotInfo]) -> CopyReading {
+    if let Some(broken) = snapshots.iter().find(|s| s.state != "pending" && s.state != "completed") {
+        let message = broken.state_message.clone().unwrap_or_else(|| "no StateMessage given".into());
+        return failed(format!("snapshot {} is {}: {message}", broken.snapshot_id, broken.state));
+    }
+    let progress = snapshots.iter().filter_map(|s| s.progress.as_deref().and_then(parse_progress)).min();
+    let status = if snapshots.iter().all(|s| s.state == "completed") { CopyStatus::Completed } else { CopyStatus::Pending };
+    CopyReading { status, progress_percent: progress, failure: None }
+}
+
+/// Reads an image copy; its snapshots refine progress and reveal failures early.
+pub fn read_image(image: &ImageInfo, snapshots: &[SnapshotInfo]) -> CopyReading {
+    match image.state.as_str() {
+        "available" => CopyReading { status: CopyStatus::Completed, progress_percent: Some(100), failure: None },
+        "pending" => {
+            let reading = read_snapshots(snapshots);
+            match reading.status {
+                CopyStatus::Failed => reading,
+                _ => CopyReading { status: CopyStatus::Pending, ..reading },
+            }
+        }
+        other => {
+            let reason = image.state_reason.clone().unwrap_or_else(|| "no StateReason given".into());
+            let snapshot_detail = read_snapshots(snapshots).failure.map(|f| format!("; {f}")).unwrap_or_default();
+            failed(format!("image {} is {other}: {reason}{snapshot_detail}", image.image_id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(id: &str, state: &str, progress: &str, message: Option<&str>) -> SnapshotInfo {
+        SnapshotInfo {
+            snapshot_id: id.into(),
+            state: state.into(),
+            progress: Some(progress.into()),
+            state_message: message.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    fn image(state: &str, reason: Option<&str>) -> ImageInfo {
+        ImageInfo { image_id: "ami-1".into(), state: state.into(), state_reason: reason.map(Into::into), ..Default::default() }
+    }
+
+    #[test]
+    fn a_pending_image_reports_its_slowest_snapshot() {
+        let reading = read_image(&image("pending", None), &[snapshot("snap-1", "pending", "40%", None), snapshot("snap-2", "completed", "100%", None)]);
+        assert_eq!(reading, CopyReading { status: CopyStatus::Pending, progress_percent: Some(40), failure: None });
+    }
+
+    #[test]
+    fn a_failed_image_carries_aws_reason_and_snapshot_message() {
+        let reading = read_image(
+            &image("failed", Some("Client.InvalidKMSKey.InvalidState: key is disabled")),
+            &[snapshot("snap-1", "error", "0%", Some("Given key ID is not accessible"))],
+        );
+        assert_eq!(reading.status, CopyStatus::Failed);
+        let failure = reading.failure.unwrap();
+        assert!(failure.contains("key is disabled") && failure.contains("Given key ID is not accessible"), "{failure}");
+    }
+
+    #[test]
+    fn an_errored_snapshot_fails_a_still_pending_image_early() {
+        let reading = read_image(&image("pending", None), &[snapshot("snap-1", "error", "3%", Some("Given key ID is not accessible"))]);
+        assert_eq!(reading.status, CopyStatus::Failed);
+    }
+
+    #[test]
+    fn snapshot_copies_complete_when_every_snapshot_completes() {
+        assert_eq!(read_snapshots(&[snapshot("snap-1", "completed", "100%", None)]).status, CopyStatus::Completed);
+        assert_eq!(read_snapshots(&[snapshot("snap-1", "pending", "0%", None)]).status, CopyStatus::Pending);
+    }
+}
