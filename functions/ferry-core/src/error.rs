@@ -99,9 +99,11 @@ impl FerryError {
         Self::NAMES[index]
     }
 
-    /// Whether the state machine should retry the step (with backoff) rather than fail the branch.
+    /// The names the state machine retries with backoff; every other name fails the branch.
+    pub const RETRYABLE: [&'static str; 3] = ["Throttled", "CopyQuotaExceeded", "PublishFailed"];
+
     pub fn is_retryable(&self) -> bool {
-        matches!(self, FerryError::Throttled { .. } | FerryError::CopyQuotaExceeded { .. } | FerryError::PublishFailed { .. })
+        Self::RETRYABLE.contains(&self.name())
     }
 
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -7,7 +7,7 @@ use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKin
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
-use crate::rules::lineage::{self, client_token, lineage_tags, replication_id};
+use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::{key, request};
 
@@ -18,7 +18,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     check_zones(deps, &document).await?;
     document.source_snapshots = inspect_source(deps, &document, kind).await?;
     let id = replication_id(&document.source.region, source_id(&document), &document.destination.region, &key.arn);
-    let tags = lineage_tags(&document, &id, &key.arn, key.alias.as_deref());
+    let tags = identity_tags(&document, &id, &key.arn);
     let destination_id = match kind {
         SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
         SourceKind::Snapshot => copy_snapshot(deps, &document, &id, &key, tags).await?,
@@ -119,7 +119,13 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
         image_tags: tags.to_vec(),
         snapshot_tags: tags.to_vec(),
     };
-    deps.images.copy_image(&document.destination.region, &request).await.map_err(|e| aws_failure("ec2:CopyImage", e))
+    deps.images.copy_image(&document.destination.region, &request).await.map_err(|error| match error.code() {
+        "IdempotentParameterMismatch" => FerryError::invalid(
+            "options",
+            format!("replication {id} was already started with other copy options (copySourceTags, completionDurationMinutes); rerun it with the same options"),
+        ),
+        _ => aws_failure("ec2:CopyImage", error),
+    })
 }
 
 /// CopySnapshot has no ClientToken: an existing copy carrying this replication's id is reused.

@@ -56,17 +56,24 @@ pub fn client_token(replication_id: &str) -> String {
     format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id])[..48])
 }
 
-/// The lineage every destination resource carries. Snapshot copies add their source snapshot id.
-pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str, alias: Option<&str>) -> Vec<Tag> {
+/// Tags derived only from the replication's identity (source, destination Region, key ARN):
+/// the same for every duplicate request however it names the key, so copies are tagged at
+/// creation without breaking CopyImage's ClientToken idempotency.
+pub fn identity_tags(document: &Replication, replication_id: &str, key_arn: &str) -> Vec<Tag> {
     let source_id = document.source.image_id.as_deref().or(document.source.snapshot_id.as_deref()).unwrap_or_default();
-    let mut tags = vec![
+    vec![
         Tag::new(MANAGED_BY, "ferry"),
         Tag::new(REPLICATION_ID, replication_id),
         Tag::new(SOURCE_REGION, &document.source.region),
         Tag::new(SOURCE_ID, source_id),
         Tag::new(DESTINATION_REGION, &document.destination.region),
         Tag::new(KEY_ARN, key_arn),
-    ];
+    ]
+}
+
+/// The full lineage every verified replica carries: identity, plus the alias and batch as named.
+pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str, alias: Option<&str>) -> Vec<Tag> {
+    let mut tags = identity_tags(document, replication_id, key_arn);
     if let Some(alias) = alias {
         tags.push(Tag::new(KEY_ALIAS, alias));
     }

@@ -1,0 +1,167 @@
+"""WSGI middleware in front of moto: the /_ferry/* control endpoints, and a record
+of every AWS call (and EventBridge entry) that passes through to moto."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import state
+
+# Signing names whose botocore (boto3) service name differs.
+_BOTO3_NAMES = {"states": "stepfunctions", "execute-api": "apigateway"}
+
+
+def _json_response(start_response: Callable, status: int, payload: Any) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+    start_response(
+        f"{status} {reason.get(status, 'Error')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(region, service) from a SigV4 Authorization header, else (None, None)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        credential = auth.split("Credential=", 1)[1].split(",", 1)[0].strip()
+        _key, _date, region, service, _term = credential.split("/")
+        return region, service.lower()
+    except (IndexError, ValueError):
+        return None, None
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """Read the request body and put it back so moto can read it again."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length <= 0:
+        return b""
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def _rest_action(environ: dict[str, Any], service: str) -> str | None:
+    """Operation name of a REST-protocol call (e.g. Lambda Invoke) via moto's router."""
+    try:
+        from moto.core.request import Request
+        from moto.core.routing import get_service_router
+
+        router = get_service_router(_BOTO3_NAMES.get(service, service))
+        operation, _params = router.match(Request(environ))
+        return operation.name
+    except Exception:  # noqa: BLE001 - unknown service/route: record without action
+        return None
+
+
+def _describe_call(environ: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
+    """The call record, plus the parsed JSON body when it is an EventBridge PutEvents."""
+    region, service = _credential_scope(environ)
+    content_type = environ.get("CONTENT_TYPE", "")
+    gzipped = "gzip" in environ.get("HTTP_CONTENT_ENCODING", "")
+    action = None
+    json_body = None
+
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        action = query["Action"][0]
+    elif content_type.startswith("application/x-www-form-urlencoded") and not gzipped:
+        form = parse_qs(_read_body(environ).decode("utf-8", "replace"))
+        if "Action" in form:
+            action = form["Action"][0]
+
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if action is None and target:
+        action = target.rsplit(".", 1)[-1]
+        if action == "PutEvents" and not gzipped:
+            try:
+                json_body = json.loads(_read_body(environ) or b"{}")
+            except ValueError:
+                json_body = None
+
+    if action is None and service:
+        action = _rest_action(environ, service)
+
+    return {"service": service, "action": action, "region": region}, json_body
+
+
+def _event_entries(region: str | None, body: dict) -> list[dict[str, Any]]:
+    return [
+        {
+            "region": region,
+            "source": entry.get("Source"),
+            "detailType": entry.get("DetailType"),
+            "detail": entry.get("Detail"),
+            "eventBusName": entry.get("EventBusName"),
+            "resources": entry.get("Resources", []),
+        }
+        for entry in body.get("Entries", [])
+        if isinstance(entry, dict)
+    ]
+
+
+class FerryMiddleware:
+    """Intercepts /_ferry/*, records AWS calls, settles due timers, then calls moto."""
+
+    def __init__(self, app: Callable, on_request: Callable[[], None] | None = None):
+        self.app = app
+        # Runs before every AWS call: finishes copies whose time has come (patched mode).
+        self.on_request = on_request
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_ferry/"):
+            return self.control(environ, start_response, path)
+
+        if environ.get("HTTP_AUTHORIZATION"):  # an AWS API call (moto-api calls are unsigned)
+            call, put_events = _describe_call(environ)
+            state.record_call(call)
+            if put_events is not None:
+                state.record_events(_event_entries(call["region"], put_events))
+        if self.on_request is not None:
+            self.on_request()
+        return self.app(environ, start_response)
+
+    def control(self, environ: dict[str, Any], start_response: Callable, path: str) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        endpoint = path[len("/_ferry/"):].strip("/")
+        try:
+            body = json.loads(_read_body(environ) or b"{}") if method == "POST" else {}
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+        except ValueError as err:
+            return _json_response(start_response, 400, {"error": str(err)})
+
+        try:
+            if endpoint == "config" and method == "POST":
+                return _json_response(start_response, 200, state.update_config(body))
+            if endpoint == "config" and method == "GET":
+                return _json_response(start_response, 200, dict(state.CONFIG))
+            if endpoint == "advance" and method == "POST":
+                seconds = body.get("seconds")
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                    raise ValueError("seconds must be a number")
+                offset = state.advance(float(seconds))
+                if self.on_request is not None:
+                    self.on_request()
+                return _json_response(start_response, 200, {"offsetSeconds": offset})
+            if endpoint == "calls" and method == "GET":
+                with state.LOCK:
+                    return _json_response(start_response, 200, list(state.CALLS))
+            if endpoint == "events" and method == "GET":
+                with state.LOCK:
+                    return _json_response(start_response, 200, list(state.EVENTS))
+        except ValueError as err:
+            return _json_response(start_response, 400, {"error": str(err)})
+
+        known = {"config", "advance", "calls", "events"}
+        status = 405 if endpoint in known else 404
+        return _json_response(start_response, status, {"error": f"no such endpoint: {method} {path}"})

@@ -1,0 +1,92 @@
+"""The process contract the Rust harness relies on, and the control endpoints."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import Emulator
+
+READY = re.compile(r"FERRY_EMULATOR_READY http://127\.0\.0\.1:(\d+)\n")
+
+
+def test_ready_line_is_the_only_stdout_and_stdin_eof_exits(fresh):
+    e = fresh()
+    assert READY.fullmatch(e.ready_line)
+    assert e.ready_seconds < 10
+    e.client("ec2").describe_images(Owners=["self"])
+    e.client("sts").get_caller_identity()
+    e.proc.stdin.close()  # the parent went away
+    assert e.proc.wait(10) == 0
+    assert e.proc.stdout.read() == ""  # nothing after the READY line
+
+
+def test_sigterm_exits(fresh):
+    e = fresh("--plain")
+    e.proc.send_signal(signal.SIGTERM)
+    assert e.proc.wait(10) == 0
+
+
+def test_parallel_emulators_get_distinct_ports(fresh):
+    a, b = fresh(), fresh("--plain")
+    assert a.url != b.url
+
+
+def post(e: Emulator, path: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(e.url + path, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_config_is_partial_and_validated(fresh):
+    e = fresh("--copy-seconds", "3", "--fsr-step-seconds", "4")
+    assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5}
+    assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7}
+    assert post(e, "/_ferry/config", b'{"nope": 1}')[0] == 400
+    assert post(e, "/_ferry/config", b'{"copySeconds": "x"}')[0] == 400
+    assert post(e, "/_ferry/config", b"not json")[0] == 400
+    assert post(e, "/_ferry/advance", b'{"seconds": 1.5}') == (200, {"offsetSeconds": 1.5})
+    assert post(e, "/_ferry/advance", b'{"seconds": 2}') == (200, {"offsetSeconds": 3.5})
+    assert post(e, "/_ferry/nothing", b"{}")[0] == 404
+
+
+@pytest.mark.parametrize("mode", ["patched", "plain"])
+def test_calls_and_events_are_recorded(fresh, mode):
+    e = fresh() if mode == "patched" else fresh("--plain")
+    e.client("ec2", "us-west-2").describe_snapshots(OwnerIds=["self"])
+    e.client("kms", "eu-central-1").list_keys()
+    e.client("sts", "us-east-1").get_caller_identity()
+    e.client("lambda", "us-east-1").list_functions()
+    e.client("events", "us-west-2").create_event_bus(Name="custom")
+    detail = json.dumps({"ImageId": "ami-1", "State": "available"})
+    e.client("events", "us-west-2").put_events(
+        Entries=[
+            {"Source": "ferry.test", "DetailType": "EC2 AMI State Change", "Detail": detail, "Resources": ["arn:x"]},
+            {"Source": "ferry.test", "DetailType": "Other", "Detail": "{}", "EventBusName": "custom"},
+        ]
+    )
+    assert e.calls() == [
+        {"service": "ec2", "action": "DescribeSnapshots", "region": "us-west-2"},
+        {"service": "kms", "action": "ListKeys", "region": "eu-central-1"},
+        {"service": "sts", "action": "GetCallerIdentity", "region": "us-east-1"},
+        {"service": "lambda", "action": "ListFunctions", "region": "us-east-1"},
+        {"service": "events", "action": "CreateEventBus", "region": "us-west-2"},
+        {"service": "events", "action": "PutEvents", "region": "us-west-2"},
+    ]
+    assert e.events() == [
+        {"region": "us-west-2", "source": "ferry.test", "detailType": "EC2 AMI State Change", "detail": detail, "eventBusName": None, "resources": ["arn:x"]},
+        {"region": "us-west-2", "source": "ferry.test", "detailType": "Other", "detail": "{}", "eventBusName": "custom", "resources": []},
+    ]
+
+
+def test_plain_mode_accepts_config_and_advance(plain):
+    assert plain.config(copySeconds=1)["copySeconds"] == 1
+    assert plain.advance(5)["offsetSeconds"] >= 5

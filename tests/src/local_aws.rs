@@ -1,0 +1,147 @@
+//! The local AWS: moto's server plus ferry's patch layer (`tests/emulator`), one process per
+//! test, stopped when the handle drops. `FERRY_EMULATOR=plain` starts unpatched moto instead.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use ferry_core::adapters::sdk::retry_config;
+use ferry_core::adapters::SdkSettings;
+use ferry_core::ports::{Clock, SystemClock};
+use ferry_core::{Config, Deps};
+use serde_json::{json, Value};
+
+pub struct LocalAws {
+    child: Child,
+    // Held open: the emulator exits when its stdin closes, even if this process is killed.
+    _stdin: ChildStdin,
+    pub endpoint: String,
+    address: String,
+    /// Seconds this handle has moved the emulator's clock forward.
+    offset_seconds: Arc<AtomicU64>,
+}
+
+/// Wall-clock time plus the emulator's offset: the handlers see the time the emulator sees.
+struct EmulatorClock {
+    offset_seconds: Arc<AtomicU64>,
+}
+
+impl Clock for EmulatorClock {
+    fn now(&self) -> u64 {
+        SystemClock.now() + self.offset_seconds.load(Ordering::SeqCst)
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// True when `FERRY_EMULATOR=plain` asks for unpatched moto.
+pub fn plain_mode() -> bool {
+    std::env::var("FERRY_EMULATOR").is_ok_and(|mode| mode == "plain")
+}
+
+/// The emulator's stderr (moto's tracebacks) goes to a file, never to an undrained pipe.
+fn emulator_log() -> Stdio {
+    let path = std::env::temp_dir().join(format!("ferry-emulator-{}.log", std::process::id()));
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+}
+
+impl LocalAws {
+    /// Starts an emulator whose copies stay pending for `copy_seconds` of emulator time.
+    pub fn start(copy_seconds: f64) -> LocalAws {
+        let root = repo_root();
+        let venv = std::env::var("FERRY_VENV").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv"));
+        let python = venv.join("bin/python");
+        assert!(python.exists(), "{} is missing: run `scripts/setup` (or `make test`) first", python.display());
+        let mut command = Command::new(python);
+        command
+            .args(["-m", "ferry_emulator", "--host", "127.0.0.1", "--port", "0", "--copy-seconds", &copy_seconds.to_string()])
+            .env("PYTHONPATH", root.join("tests/emulator"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(emulator_log());
+        if plain_mode() {
+            command.arg("--plain");
+        }
+        let mut child = command.spawn().expect("the emulator starts");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("the emulator reports readiness");
+        let endpoint = line.trim().strip_prefix("FERRY_EMULATOR_READY ").unwrap_or_else(|| panic!("unexpected emulator output {line:?}")).to_string();
+        let address = endpoint.trim_start_matches("http://").to_string();
+        LocalAws { child, _stdin: stdin, endpoint, address, offset_seconds: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// SDK configuration pointing at this emulator, with ferry's retry settings.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .test_credentials()
+            .retry_config(retry_config(&SdkSettings { initial_backoff: Duration::from_millis(50), ..SdkSettings::default() }))
+            .load()
+            .await
+    }
+
+    /// ferry's handlers wired to this emulator, on its clock.
+    pub async fn deps(&self, config: Config) -> Deps {
+        let deps = Deps::from_sdk(&self.sdk_config().await, config);
+        Deps { clock: Arc::new(EmulatorClock { offset_seconds: self.offset_seconds.clone() }), ..deps }
+    }
+
+    fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(&self.address).expect("the emulator accepts connections");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .expect("request sent");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response read");
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {path}: {head}");
+        serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} {path}: {e}: {payload}"))
+    }
+
+    /// Changes the emulator's behaviour (`copySeconds`, `fsrStepSeconds`, `fsrQuotaPerRegion`).
+    pub fn configure(&self, settings: Value) -> Value {
+        self.control("POST", "/_ferry/config", Some(settings))
+    }
+
+    /// Moves the emulator's clock forward: pending copies and FSR states progress.
+    pub fn advance(&self, seconds: f64) {
+        self.control("POST", "/_ferry/advance", Some(json!({ "seconds": seconds })));
+        self.offset_seconds.fetch_add(seconds.ceil() as u64, Ordering::SeqCst);
+    }
+
+    /// Every AWS call the emulator received, as `{service, action, region}`.
+    pub fn calls(&self) -> Vec<Value> {
+        self.control("GET", "/_ferry/calls", None).as_array().cloned().unwrap_or_default()
+    }
+
+    /// How many calls of `action` were made.
+    pub fn count_calls(&self, action: &str) -> usize {
+        self.calls().iter().filter(|call| call["action"] == action).count()
+    }
+
+    /// Every EventBridge entry published.
+    pub fn events(&self) -> Vec<Value> {
+        self.control("GET", "/_ferry/events", None).as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
