@@ -320,3 +320,23 @@ async fn a_rerun_with_other_copy_options_is_refused_with_a_fix_not_copied_twice(
     assert!(error.to_string().contains("same options"), "{error}");
     assert_eq!(world.seed.owned_images(DESTINATION).await.len(), 1);
 }
+
+#[tokio::test]
+async fn tagging_lineage_again_changes_nothing() {
+    let world = world().await;
+    let (image, _) = two_key_image(&world).await;
+    let key = world.seed.key(DESTINATION).await;
+    let started = run_step(Step::StartCopy, &world.deps, &image_request(&image, &key.id)).await.unwrap();
+    let (copied, _) = poll_until_settled(&world.aws, &world.deps, started).await.unwrap();
+    let verified = run_step(Step::VerifyEncryption, &world.deps, &copied).await.unwrap();
+    let first = run_step(Step::TagLineage, &world.deps, &verified).await.unwrap();
+    let replica = first["copy"]["destinationId"].as_str().unwrap().to_string();
+    let tags_once = world.seed.describe_image(DESTINATION, &replica).await.tags().to_vec();
+    let again = run_step(Step::TagLineage, &world.deps, &verified).await.unwrap();
+    assert_eq!(first["evidence"]["lineage"], again["evidence"]["lineage"]);
+    let mut tags_twice = world.seed.describe_image(DESTINATION, &replica).await.tags().to_vec();
+    let mut tags_once = tags_once;
+    tags_once.sort_by_key(|t| t.key().map(str::to_string));
+    tags_twice.sort_by_key(|t| t.key().map(str::to_string));
+    assert_eq!(tags_once, tags_twice);
+}

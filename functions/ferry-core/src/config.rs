@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::adapters::SdkSettings;
+use crate::policy::Policy;
 use crate::rules::polling::PollBounds;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,26 +16,28 @@ pub struct Config {
     pub fsr_quota_per_region: usize,
     /// SDK retries (`FERRY_SDK_MAX_ATTEMPTS`, `FERRY_SDK_INITIAL_BACKOFF_MS`).
     pub sdk: SdkSettings,
+    /// The replication policy (`FERRY_POLICY`, JSON); only plan-replication needs it.
+    pub policy: Option<Policy>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { event_bus: "default".into(), poll: PollBounds::default(), fsr_quota_per_region: 5, sdk: SdkSettings::default() }
+        Config { event_bus: "default".into(), poll: PollBounds::default(), fsr_quota_per_region: 5, sdk: SdkSettings::default(), policy: None }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("configuration {name}={value:?} is invalid: {reason}")]
+#[error("configuration {name} is invalid: {reason} (value {value:?})")]
 pub struct ConfigError {
     pub name: &'static str,
     pub value: String,
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 fn number<T: std::str::FromStr>(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError> {
     match lookup(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError { name, value, reason: "expected a whole number" }),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError { name, value, reason: "expected a whole number".into() }),
     }
 }
 
@@ -50,7 +53,7 @@ impl Config {
             max_seconds: number(&lookup, "FERRY_POLL_MAX_SECONDS", defaults.poll.max_seconds)?,
         };
         if poll.min_seconds == 0 || poll.min_seconds > poll.max_seconds {
-            return Err(ConfigError { name: "FERRY_POLL_MIN_SECONDS", value: poll.min_seconds.to_string(), reason: "must be 1..=FERRY_POLL_MAX_SECONDS" });
+            return Err(ConfigError { name: "FERRY_POLL_MIN_SECONDS", value: poll.min_seconds.to_string(), reason: "must be 1..=FERRY_POLL_MAX_SECONDS".into() });
         }
         let sdk = SdkSettings {
             max_attempts: number(&lookup, "FERRY_SDK_MAX_ATTEMPTS", defaults.sdk.max_attempts)?,
@@ -62,6 +65,10 @@ impl Config {
             poll,
             fsr_quota_per_region: number(&lookup, "FERRY_FSR_QUOTA", defaults.fsr_quota_per_region)?,
             sdk,
+            policy: match lookup("FERRY_POLICY").filter(|json| !json.trim().is_empty()) {
+                None => None,
+                Some(json) => Some(Policy::parse(&json).map_err(|reason| ConfigError { name: "FERRY_POLICY", value: json.chars().take(80).collect(), reason })?),
+            },
         })
     }
 }

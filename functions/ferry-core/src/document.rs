@@ -179,6 +179,9 @@ pub struct FsrEvidence {
     pub reason: Option<String>,
     #[serde(default)]
     pub states: Vec<FsrZoneState>,
+    /// When FSR was requested with `disableAfterHours`: the state machine's wait before disabling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,8 @@ pub enum FerryError {
     SourceNotReady { id: String, state: String, wanted: String },
     #[error("source image {id} is {root_device_type}-backed: only EBS-backed AMIs can be copied with their snapshots")]
     SourceNotEbsBacked { id: String, root_device_type: String },
+    #[error("source {id} has unencrypted snapshots ({snapshots}) and the policy requires encrypted sources: encrypt the source first")]
+    SourceNotEncrypted { id: String, snapshots: String },
     #[error("KMS key {key} not found in {region}: create the key (or an alias or multi-Region replica) in the destination Region")]
     KeyNotFound { key: String, region: String },
     #[error("KMS key {key} lives in {key_region}, not in the destination Region {region}: use a key in {region} (keys are never shared across Regions)")]
@@ -55,11 +57,12 @@ pub enum FerryError {
 
 impl FerryError {
     /// Every error name, declared once; the ASL and the README use these verbatim.
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "InvalidRequest",
         "SourceNotFound",
         "SourceNotReady",
         "SourceNotEbsBacked",
+        "SourceNotEncrypted",
         "KeyNotFound",
         "KeyNotInDestinationRegion",
         "KeyNotEnabled",
@@ -82,19 +85,20 @@ impl FerryError {
             SourceNotFound { .. } => 1,
             SourceNotReady { .. } => 2,
             SourceNotEbsBacked { .. } => 3,
-            KeyNotFound { .. } => 4,
-            KeyNotInDestinationRegion { .. } => 5,
-            KeyNotEnabled { .. } => 6,
-            KeyNotSymmetric { .. } => 7,
-            CopyFailed { .. } => 8,
-            CopyQuotaExceeded { .. } => 9,
-            ReplicaNotEncrypted { .. } => 10,
-            ReplicaWrongKey { .. } => 11,
-            ReplicaIncomplete { .. } => 12,
-            FsrQuotaExceeded { .. } => 13,
-            PublishFailed { .. } => 14,
-            Throttled { .. } => 15,
-            AwsError { .. } => 16,
+            SourceNotEncrypted { .. } => 4,
+            KeyNotFound { .. } => 5,
+            KeyNotInDestinationRegion { .. } => 6,
+            KeyNotEnabled { .. } => 7,
+            KeyNotSymmetric { .. } => 8,
+            CopyFailed { .. } => 9,
+            CopyQuotaExceeded { .. } => 10,
+            ReplicaNotEncrypted { .. } => 11,
+            ReplicaWrongKey { .. } => 12,
+            ReplicaIncomplete { .. } => 13,
+            FsrQuotaExceeded { .. } => 14,
+            PublishFailed { .. } => 15,
+            Throttled { .. } => 16,
+            AwsError { .. } => 17,
         };
         Self::NAMES[index]
     }

@@ -7,6 +7,7 @@ pub mod deps;
 pub mod document;
 pub mod error;
 pub mod handlers;
+pub mod policy;
 pub mod ports;
 pub mod rules;
 

@@ -144,13 +144,16 @@ pub trait Images: Send + Sync {
     /// `Ok(None)` when the image does not exist.
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<ImageInfo>>;
     async fn copy_image(&self, region: &str, request: &CopyImageRequest) -> AwsResult<String>;
+    /// Images owned by this account carrying every one of `tags` (a tag with an empty value
+    /// matches any value of that key).
+    async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>>;
 }
 
 #[async_trait]
 pub trait Snapshots: Send + Sync {
     /// The snapshots that exist among `snapshot_ids`.
     async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<SnapshotInfo>>;
-    /// Snapshots owned by this account carrying every one of `tags`.
+    /// Snapshots owned by this account carrying every one of `tags` (empty value: any value).
     async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>>;
     async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest) -> AwsResult<String>;
 }

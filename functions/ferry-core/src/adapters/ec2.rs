@@ -36,6 +36,16 @@ fn domain_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
     tags.iter().map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect()
 }
 
+/// `tag:KEY=VALUE` filters; an empty value asks only for the key (`tag-key`).
+fn tag_filters(tags: &[Tag]) -> Vec<Filter> {
+    tags.iter()
+        .map(|t| match t.value.as_str() {
+            "" => Filter::builder().name("tag-key").values(&t.key).build(),
+            value => Filter::builder().name(format!("tag:{}", t.key)).values(value).build(),
+        })
+        .collect()
+}
+
 fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecification {
     TagSpecification::builder().resource_type(resource_type).set_tags(Some(sdk_tags(tags))).build()
 }
@@ -131,6 +141,15 @@ impl Images for Ec2Adapter {
             .map_err(aws_error)?;
         Ok(output.image_id().unwrap_or_default().to_string())
     }
+
+    async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>> {
+        let mut pages = self.clients.get(region).describe_images().owners("self").set_filters(Some(tag_filters(tags))).into_paginator().send();
+        let mut found = vec![];
+        while let Some(page) = pages.next().await {
+            found.extend(page.map_err(aws_error)?.images().iter().map(image_info));
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -156,8 +175,7 @@ impl Snapshots for Ec2Adapter {
     }
 
     async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>> {
-        let filters = tags.iter().map(|t| Filter::builder().name(format!("tag:{}", t.key)).values(&t.value).build()).collect();
-        let mut request = self.clients.get(region).describe_snapshots().owner_ids("self").set_filters(Some(filters)).into_paginator().send();
+        let mut request = self.clients.get(region).describe_snapshots().owner_ids("self").set_filters(Some(tag_filters(tags))).into_paginator().send();
         let mut found = vec![];
         while let Some(page) = request.next().await {
             found.extend(page.map_err(aws_error)?.snapshots().iter().map(snapshot_info));
@@ -343,5 +361,44 @@ mod tests {
         assert_eq!(adapter.describe_image("us-east-1", "ami-00000000").await.unwrap(), None);
         let error = adapter.describe_image("us-east-1", "ami-11111111").await.unwrap_err();
         assert!(matches!(error, crate::ports::AwsError::Throttled { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn enable_fsr_asks_per_snapshot_and_zone_and_reads_each_zone_failure() {
+        use aws_sdk_ec2::operation::enable_fast_snapshot_restores::EnableFastSnapshotRestoresOutput;
+        use aws_sdk_ec2::types::{
+            EnableFastSnapshotRestoreErrorItem, EnableFastSnapshotRestoreStateError, EnableFastSnapshotRestoreStateErrorItem,
+            EnableFastSnapshotRestoreSuccessItem, FastSnapshotRestoreStateCode,
+        };
+        let rule = mock!(Client::enable_fast_snapshot_restores)
+            .match_requests(|req| req.source_snapshot_ids() == ["snap-1", "snap-2"] && req.availability_zones() == ["us-west-2a"])
+            .then_output(|| {
+                EnableFastSnapshotRestoresOutput::builder()
+                    .successful(
+                        EnableFastSnapshotRestoreSuccessItem::builder()
+                            .snapshot_id("snap-1")
+                            .availability_zone("us-west-2a")
+                            .state(FastSnapshotRestoreStateCode::Enabling)
+                            .build(),
+                    )
+                    .unsuccessful(
+                        EnableFastSnapshotRestoreErrorItem::builder()
+                            .snapshot_id("snap-2")
+                            .fast_snapshot_restore_state_errors(
+                                EnableFastSnapshotRestoreStateErrorItem::builder()
+                                    .availability_zone("us-west-2a")
+                                    .error(EnableFastSnapshotRestoreStateError::builder().code("FastSnapshotRestoreLimitExceeded").message("quota").build())
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let adapter = Ec2Adapter::with_clients(move |_| client.clone());
+        let change = adapter.enable("us-west-2", &["snap-1".into(), "snap-2".into()], &["us-west-2a".into()]).await.unwrap();
+        assert_eq!(change.succeeded, vec![FsrState { snapshot_id: "snap-1".into(), availability_zone: "us-west-2a".into(), state: "enabling".into() }]);
+        assert_eq!(change.failed.len(), 1);
+        assert_eq!((change.failed[0].snapshot_id.as_str(), change.failed[0].code.as_str()), ("snap-2", "FastSnapshotRestoreLimitExceeded"));
     }
 }

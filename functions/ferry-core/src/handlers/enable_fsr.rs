@@ -7,7 +7,7 @@ use tracing::info;
 use crate::deps::Deps;
 use crate::document::{FsrEvidence, FsrOutcome, FsrZoneState, Replication};
 use crate::error::FerryError;
-use crate::handlers::aws_failure;
+use crate::handlers::{aws_failure, check_zones};
 use crate::ports::{FsrChange, FsrState};
 
 const ACTIVE_STATES: [&str; 3] = ["enabling", "optimizing", "enabled"];
@@ -34,7 +34,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     };
     let mut document = Replication::from_json(payload)?;
     let Some(options) = document.options.fsr.clone() else {
-        document.evidence.fsr = Some(FsrEvidence { outcome: FsrOutcome::NotRequested, reason: None, states: vec![] });
+        document.evidence.fsr = Some(FsrEvidence { outcome: FsrOutcome::NotRequested, reason: None, states: vec![], disable_after_seconds: None });
         return Ok(document);
     };
     let verification = document
@@ -45,12 +45,13 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let snapshot_ids: Vec<String> = verification.snapshots.iter().map(|s| s.snapshot_id.clone()).collect();
     let region = document.destination.region.clone();
     let zones = options.availability_zones;
+    check_zones(deps, &region, &zones).await?;
 
     let evidence = match operation {
         Operation::Disable => {
             let change = deps.fast_restore.disable(&region, &snapshot_ids, &zones).await.map_err(|e| aws_failure("ec2:DisableFastSnapshotRestores", e))?;
             fail_on_errors("ec2:DisableFastSnapshotRestores", &change)?;
-            FsrEvidence { outcome: FsrOutcome::Disabled, reason: None, states: zone_states(&change.succeeded) }
+            FsrEvidence { outcome: FsrOutcome::Disabled, reason: None, states: zone_states(&change.succeeded), disable_after_seconds: None }
         }
         Operation::Enable => {
             let quota_reason = quota_shortfall(deps, &region, &snapshot_ids).await?;
@@ -63,12 +64,17 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
             });
             match (quota_reason, change) {
                 (Some(reason), _) if options.fail_when_quota_full => return Err(FerryError::FsrQuotaExceeded { region, reason }),
-                (Some(reason), _) => FsrEvidence { outcome: FsrOutcome::Skipped, reason: Some(reason), states: vec![] },
+                (Some(reason), _) => FsrEvidence { outcome: FsrOutcome::Skipped, reason: Some(reason), states: vec![], disable_after_seconds: None },
                 (None, Some(change)) => {
                     fail_on_errors("ec2:EnableFastSnapshotRestores", &change)?;
-                    FsrEvidence { outcome: FsrOutcome::Requested, reason: None, states: zone_states(&change.succeeded) }
+                    FsrEvidence {
+                        outcome: FsrOutcome::Requested,
+                        reason: None,
+                        states: zone_states(&change.succeeded),
+                        disable_after_seconds: options.disable_after_hours.map(|hours| (hours * 3600.0).round() as u64),
+                    }
                 }
-                (None, None) => FsrEvidence { outcome: FsrOutcome::Skipped, reason: None, states: vec![] },
+                (None, None) => FsrEvidence { outcome: FsrOutcome::Skipped, reason: None, states: vec![], disable_after_seconds: None },
             }
         }
     };

@@ -2,12 +2,26 @@
 
 pub mod check_copy;
 pub mod enable_fsr;
+pub mod plan;
 pub mod start_copy;
 pub mod tag_lineage;
 pub mod verify_encryption;
 
+use crate::deps::Deps;
 use crate::error::FerryError;
 use crate::ports::AwsError;
+
+/// Every requested Availability Zone must be one of the Region's own.
+pub(crate) async fn check_zones(deps: &Deps, region: &str, requested: &[String]) -> Result<(), FerryError> {
+    let zones = deps.fast_restore.availability_zones(region).await.map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;
+    match requested.iter().find(|zone| !zones.contains(zone)) {
+        Some(zone) => Err(FerryError::invalid(
+            "options.fsr.availabilityZones",
+            format!("{zone} is not an Availability Zone of {region} (it has {})", zones.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
 
 /// An AWS failure the step cannot interpret further, named for the state machine.
 pub(crate) fn aws_failure(operation: &str, error: AwsError) -> FerryError {

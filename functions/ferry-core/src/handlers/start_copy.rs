@@ -5,7 +5,7 @@ use tracing::info;
 use crate::deps::Deps;
 use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot};
 use crate::error::FerryError;
-use crate::handlers::aws_failure;
+use crate::handlers::{aws_failure, check_zones};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
@@ -15,7 +15,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let mut document = Replication::from_json(payload)?;
     let kind = request::validate(&document)?;
     let key = resolve_key(deps, &document).await?;
-    check_zones(deps, &document).await?;
+    if let Some(fsr) = &document.options.fsr {
+        check_zones(deps, &document.destination.region, &fsr.availability_zones).await?;
+    }
     document.source_snapshots = inspect_source(deps, &document, kind).await?;
     let id = replication_id(&document.source.region, source_id(&document), &document.destination.region, &key.arn);
     let tags = identity_tags(&document, &id, &key.arn);
@@ -52,19 +54,6 @@ async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey,
         }
     })?;
     key::check_key(reference, region, &info)
-}
-
-async fn check_zones(deps: &Deps, document: &Replication) -> Result<(), FerryError> {
-    let Some(fsr) = &document.options.fsr else { return Ok(()) };
-    let region = &document.destination.region;
-    let zones = deps.fast_restore.availability_zones(region).await.map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;
-    match fsr.availability_zones.iter().find(|zone| !zones.contains(zone)) {
-        Some(zone) => Err(FerryError::invalid(
-            "options.fsr.availabilityZones",
-            format!("{zone} is not an Availability Zone of {region} (it has {})", zones.join(", ")),
-        )),
-        None => Ok(()),
-    }
 }
 
 async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -> Result<Vec<SourceSnapshot>, FerryError> {

@@ -1,0 +1,70 @@
+//! The deployed ASL routes on exactly the names `FerryError` declares, and every Lambda task
+//! has the standard retry block: checked on `statemachine/ferry.asl.json` itself.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use ferry_core::FerryError;
+use serde_json::Value;
+
+const LAMBDA_ERRORS: [&str; 4] = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"];
+
+fn definition() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachine/ferry.asl.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every state of the definition, nested Map processors included.
+fn states(definition: &Value) -> Vec<(String, Value)> {
+    let mut found = vec![];
+    for (name, state) in definition["States"].as_object().unwrap() {
+        found.push((name.clone(), state.clone()));
+        if let Some(processor) = state.get("ItemProcessor").or_else(|| state.get("Iterator")) {
+            found.extend(states(processor));
+        }
+    }
+    found
+}
+
+fn names(list: &Value) -> BTreeSet<String> {
+    list["ErrorEquals"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+}
+
+fn lambda_tasks() -> Vec<(String, Value)> {
+    states(&definition()).into_iter().filter(|(_, s)| s["Type"] == "Task" && s["Resource"].as_str().unwrap().ends_with("FunctionArn}")).collect()
+}
+
+#[test]
+fn every_lambda_task_catches_exactly_the_named_errors_and_nothing_else() {
+    let declared: BTreeSet<String> = FerryError::NAMES.iter().map(|n| n.to_string()).collect();
+    let tasks = lambda_tasks();
+    assert_eq!(tasks.len(), 7, "plan, start, check, verify, tag, enable and disable FSR");
+    for (name, task) in tasks {
+        let catches = task["Catch"].as_array().unwrap();
+        assert_eq!(catches.len(), 1, "{name}");
+        assert_eq!(names(&catches[0]), declared, "{name} catches exactly FerryError::NAMES");
+    }
+    let text = definition().to_string();
+    assert!(!text.contains("States.ALL"), "no catch-all hides causes");
+}
+
+#[test]
+fn every_lambda_task_has_the_standard_retry_block_and_retries_only_retryable_names() {
+    for (name, task) in lambda_tasks() {
+        let retries = task["Retry"].as_array().unwrap();
+        assert_eq!(names(&retries[0]), LAMBDA_ERRORS.iter().map(|n| n.to_string()).collect(), "{name}");
+        for retry in &retries[1..] {
+            for error in names(retry) {
+                assert!(FerryError::RETRYABLE.contains(&error.as_str()), "{name} retries {error}");
+            }
+            assert_eq!(retry["JitterStrategy"], "FULL", "{name}");
+        }
+    }
+}
+
+#[test]
+fn function_arns_come_from_definition_substitutions() {
+    let expected = ["PlanReplicationFunctionArn", "StartCopyFunctionArn", "CheckCopyFunctionArn", "VerifyEncryptionFunctionArn", "TagLineageFunctionArn", "EnableFsrFunctionArn"];
+    let used: BTreeSet<String> = lambda_tasks().iter().map(|(_, t)| t["Resource"].as_str().unwrap().trim_matches(|c| c == '$' || c == '{' || c == '}').to_string()).collect();
+    assert_eq!(used, expected.iter().map(|s| s.to_string()).collect());
+}

@@ -1,0 +1,348 @@
+"""The deployment template, checked offline.
+
+* Every EventBridge rule of infra/template.yaml is evaluated against the sample events in
+  tests/fixtures/events/ (shaped as AWS sends them) with moto's own EventBridge pattern
+  matcher: the AMI-available and snapshot(s)-created events start a replication, nothing else
+  does. moto 5.2.5 answers TestEventPattern with an empty body (not implemented), so the
+  matcher class is called in-process; it is the same code moto's PutEvents uses to route.
+* The IAM policies in the template are least-privilege: no wildcard action, "*" resources only
+  for actions that support no resource-level permissions, KMS grants only for AWS resources,
+  destructive EC2 calls only on resources ferry manages.
+* The names the Rust code and the state machine rely on (functions, binaries, environment,
+  DefinitionSubstitutions, the default policy) are what they should be.
+
+Run: .venv/bin/python -m pytest tests/infra -q -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from moto.events.models import EventPattern
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "infra" / "template.yaml"
+POLICY_EXAMPLE = REPO / "infra" / "policy.example.json"
+EVENTS = REPO / "tests" / "fixtures" / "events"
+ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
+
+
+# --- the template, with CloudFormation's short-form tags ---------------------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns !Ref x / !GetAtt a.b / !Sub ... into their long forms."""
+
+
+def _short_form(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _short_form)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+
+
+def resolve(node: Any, params: dict[str, Any]) -> Any:
+    """Resolve Ref and Sub the way CloudFormation would for this account and Region."""
+    pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PARTITION}
+    values = {**{k: v.get("Default") for k, v in params.items()}, **pseudo}
+    if isinstance(node, list):
+        return [resolve(item, params) for item in node]
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in values:
+            return values[node["Ref"]]
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(values.get(m.group(1), m.group(0))), node["Fn::Sub"])
+        return {k: resolve(v, params) for k, v in node.items()}
+    return node
+
+
+def sam_events(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every SAM event source of every resource, by event name."""
+    found = {}
+    for resource in template["Resources"].values():
+        for name, event in resource.get("Properties", {}).get("Events", {}).items():
+            found[name] = event
+    return found
+
+
+def rule_patterns(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The event pattern of every EventBridge rule: SAM EventBridgeRule/CloudWatchEvent
+    event sources and plain AWS::Events::Rule resources."""
+    params = template.get("Parameters", {})
+    patterns = {
+        name: resolve(event["Properties"]["Pattern"], params)
+        for name, event in sam_events(template).items()
+        if event["Type"] in ("EventBridgeRule", "CloudWatchEvent")
+    }
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Events::Rule" and "EventPattern" in resource["Properties"]:
+            patterns[logical] = resolve(resource["Properties"]["EventPattern"], params)
+    return patterns
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+# --- event patterns against the sample events ---------------------------------------------
+
+# fixture -> the rules it must start an execution through (every other rule must ignore it)
+EXPECTED = {
+    "ami-available.json": {"AmiAvailable"},
+    "snapshot-created.json": {"SnapshotCreated"},
+    "snapshots-created.json": {"SnapshotCreated"},
+    "ami-failed.json": set(),
+    "ami-deregistered.json": set(),
+    "ami-available-other-account.json": set(),
+    "snapshot-create-failed.json": set(),
+    "snapshot-copied.json": set(),
+    "scheduled-event.json": set(),
+}
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_every_sample_event_is_classified():
+    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_event_is_a_full_eventbridge_envelope(name):
+    event = load_event(name)
+    assert list(event) == ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
+    assert event["version"] == "0"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["time"])
+    assert event["region"] == REGION
+    assert isinstance(event["resources"], list) and event["resources"]
+    assert isinstance(event["detail"], dict)
+    if name != "ami-available-other-account.json":
+        assert event["account"] == ACCOUNT
+
+
+def test_the_template_has_the_two_event_triggers_and_the_sweep(template):
+    assert set(rule_patterns(template)) == {"AmiAvailable", "SnapshotCreated"}
+    sweep = sam_events(template)["DrSweep"]
+    assert sweep["Type"] == "Schedule", "an EventBridge schedule rule sends the 'Scheduled Event' envelope"
+    assert sweep["Properties"]["Schedule"] == {"Ref": "DrSweepSchedule"}
+    assert "Input" not in sweep["Properties"] and "InputPath" not in sweep["Properties"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_event_starts_exactly_the_expected_rules(template, name):
+    event = load_event(name)
+    matched = {rule for rule, pattern in rule_patterns(template).items() if matches(pattern, event)}
+    assert matched == EXPECTED[name], f"{name}: matched {sorted(matched)}, expected {sorted(EXPECTED[name])}"
+
+
+def test_rules_listen_to_this_account_only(template):
+    for rule, pattern in rule_patterns(template).items():
+        assert pattern.get("account") == [ACCOUNT], rule
+
+
+@pytest.mark.parametrize(
+    "change, value",
+    [
+        (("detail", "State"), "pending"),
+        (("source",), "ferry"),
+        (("account",), "999999999999"),
+    ],
+)
+def test_the_matcher_rejects_a_changed_available_event(template, change, value):
+    """The matcher can say no: the AMI rule stops matching when any filtered field changes."""
+    event = load_event("ami-available.json")
+    target = event
+    for key in change[:-1]:
+        target = target[key]
+    target[change[-1]] = value
+    assert not matches(rule_patterns(template)["AmiAvailable"], event)
+
+
+# --- IAM ----------------------------------------------------------------------------------
+
+# Actions that support no resource-level permissions: only these may use Resource "*".
+NO_RESOURCE_LEVEL = {
+    "ec2:DescribeImages",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeFastSnapshotRestores",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+MANAGED_BY = "aws:ResourceTag/ferry:managed-by"
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_documents(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM policy document anywhere in the template (SAM Policies, roles, queue policies)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Statement"), list):
+            yield where, node
+            return
+        for key, value in node.items():
+            yield from policy_documents(value, f"{where}.{key}" if where else key)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from policy_documents(value, f"{where}[{index}]")
+
+
+def statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{where} {stmt.get('Sid', index)}", stmt)
+        for where, doc in policy_documents(template["Resources"])
+        for index, stmt in enumerate(doc["Statement"])
+    ]
+
+
+def condition_value(stmt: dict[str, Any], operator: str, key: str) -> list[Any]:
+    return as_list(stmt.get("Condition", {}).get(operator, {}).get(key, []))
+
+
+def iam_problems(stmts: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    problems = []
+    for where, stmt in stmts:
+        if "NotAction" in stmt or "NotResource" in stmt:
+            problems.append(f"{where}: NotAction/NotResource")
+        if "Principal" in stmt:  # a resource policy (the queue's): its actions are still checked
+            pass
+        actions = [a for a in as_list(stmt.get("Action", [])) if isinstance(a, str)]
+        for action in actions:
+            if "*" in action or "?" in action:
+                problems.append(f"{where}: wildcard action {action}")
+        if "Principal" not in stmt and "*" in as_list(stmt.get("Resource", [])):
+            for action in actions:
+                if action not in NO_RESOURCE_LEVEL:
+                    problems.append(f"{where}: {action} on Resource '*' but it supports resource-level permissions")
+        if "kms:CreateGrant" in actions:
+            granted = condition_value(stmt, "Bool", "kms:GrantIsForAWSResource")
+            if not granted or any(str(v).lower() != "true" for v in granted):
+                problems.append(f"{where}: kms:CreateGrant without kms:GrantIsForAWSResource true")
+        for action in ("ec2:DeleteSnapshot", "ec2:DeregisterImage"):
+            if action in actions and condition_value(stmt, "StringEquals", MANAGED_BY) != ["ferry"]:
+                problems.append(f"{where}: {action} without {MANAGED_BY} = ferry")
+    return problems
+
+
+def test_the_template_has_iam_statements_to_check(template):
+    assert len(statements(template)) >= 15
+
+
+def test_iam_policies_are_least_privilege(template):
+    assert iam_problems(statements(template)) == []
+
+
+def test_sam_policies_are_inline_documents_only(template):
+    """SAM policy templates and managed policy names would hide their actions from the checks above."""
+    for logical, resource in template["Resources"].items():
+        for policy in as_list(resource.get("Properties", {}).get("Policies", [])):
+            assert isinstance(policy, dict) and "Statement" in policy, f"{logical}: {policy!r}"
+
+
+@pytest.mark.parametrize(
+    "stmt, problem",
+    [
+        ({"Effect": "Allow", "Action": "kms:ReEncrypt*", "Resource": "arn:aws:kms:*:1:key/*"}, "wildcard action"),
+        ({"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}, "wildcard action"),
+        ({"Effect": "Allow", "Action": "ec2:CopySnapshot", "Resource": "*"}, "supports resource-level"),
+        ({"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "arn:aws:kms:*:1:key/*"}, "GrantIsForAWSResource"),
+        (
+            {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "k", "Condition": {"Bool": {"kms:GrantIsForAWSResource": "false"}}},
+            "GrantIsForAWSResource",
+        ),
+        ({"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "arn:aws:ec2:*::snapshot/*"}, "managed-by"),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "ec2:DeregisterImage",
+                "Resource": "arn:aws:ec2:*::image/*",
+                "Condition": {"StringEquals": {MANAGED_BY: "someone-else"}},
+            },
+            "managed-by",
+        ),
+    ],
+)
+def test_the_iam_checks_catch_each_kind_of_problem(stmt, problem):
+    found = iam_problems([("example", stmt)])
+    assert any(problem in p for p in found), found
+
+
+def test_the_iam_checks_accept_the_conditioned_forms():
+    good = [
+        {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "k", "Condition": {"Bool": {"kms:GrantIsForAWSResource": True}}},
+        {"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "s", "Condition": {"StringEquals": {MANAGED_BY: "ferry"}}},
+    ]
+    assert iam_problems([("example", s) for s in good]) == []
+
+
+# --- the contract with the code -------------------------------------------------------------
+
+FUNCTIONS = {
+    "PlanReplicationFunction": ("plan-replication", {"FERRY_POLICY": {"Ref": "ReplicationPolicy"}}),
+    "StartCopyFunction": ("start-copy", {}),
+    "CheckCopyFunction": ("check-copy", {}),
+    "VerifyEncryptionFunction": ("verify-encryption", {}),
+    "TagLineageFunction": ("tag-lineage", {"FERRY_EVENT_BUS": {"Ref": "EventBusName"}}),
+    "EnableFsrFunction": ("enable-fsr", {}),
+}
+
+
+def test_functions_binaries_and_environment(template):
+    resources = template["Resources"]
+    functions = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(FUNCTIONS)
+    glob = template["Globals"]["Function"]
+    assert (glob["Runtime"], glob["Handler"], glob["CodeUri"]) == ("provided.al2023", "bootstrap", "..")
+    assert glob["Architectures"] == [{"Ref": "Architecture"}]
+    for logical, (binary, env) in FUNCTIONS.items():
+        resource = resources[logical]
+        assert resource["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": binary}}
+        assert resource["Properties"].get("Environment", {}).get("Variables", {}) == env
+        group = resource["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        manifest = REPO / "functions" / binary / "Cargo.toml"
+        assert manifest.is_file(), f"no crate functions/{binary}"
+        assert tomllib.loads(manifest.read_text())["package"]["name"] == binary
+
+
+def test_state_machine_substitutions(template):
+    machine = template["Resources"]["ReplicationStateMachine"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    assert machine["DefinitionUri"] == "../statemachine/ferry.asl.json"
+    expected = {f"{logical}Arn": {"Fn::GetAtt": [logical, "Arn"]} for logical in FUNCTIONS}
+    expected["EventBusName"] = {"Ref": "EventBusName"}
+    assert machine["DefinitionSubstitutions"] == expected
+
+
+def test_default_policy_is_the_example(template):
+    default = json.loads(template["Parameters"]["ReplicationPolicy"]["Default"])
+    assert default == json.loads(POLICY_EXAMPLE.read_text())
