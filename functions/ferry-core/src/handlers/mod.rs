@@ -11,6 +11,18 @@ use crate::deps::Deps;
 use crate::error::FerryError;
 use crate::ports::AwsError;
 
+/// The destination key as KMS describes it now, in the destination Region.
+pub(crate) async fn describe_destination_key(deps: &Deps, document: &crate::document::Replication) -> Result<crate::ports::KeyInfo, FerryError> {
+    let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);
+    deps.keys.describe_key(region, reference).await.map_err(|error| {
+        if error.is_not_found() {
+            FerryError::KeyNotFound { key: reference.clone(), region: region.clone() }
+        } else {
+            aws_failure("kms:DescribeKey", error)
+        }
+    })
+}
+
 /// Every requested Availability Zone must be one of the Region's own.
 pub(crate) async fn check_zones(deps: &Deps, region: &str, requested: &[String]) -> Result<(), FerryError> {
     let zones = deps.fast_restore.availability_zones(region).await.map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;

@@ -99,7 +99,7 @@ async fn plan_event(deps: &Deps, event: &EventBridgeEvent<Value>) -> Result<Plan
             Some("available") => vec![(SourceKind::Image, detail["ImageId"].as_str().unwrap_or_default().to_string())],
             other => return Ok(skipped_plan(detail["ImageId"].as_str().unwrap_or("?"), format!("AMI state {other:?}, not available"))),
         },
-        "EBS Snapshot Notification" => {
+        "EBS Snapshot Notification" | "EBS Multi-Volume Snapshots Completion Status" => {
             let (kind, result) = (detail["event"].as_str().unwrap_or_default(), detail["result"].as_str().unwrap_or_default());
             if !matches!(kind, "createSnapshot" | "createSnapshots") || result != "succeeded" {
                 return Ok(skipped_plan(detail["snapshot_id"].as_str().unwrap_or("?"), format!("{kind} {result}: only created snapshots are replicated")));

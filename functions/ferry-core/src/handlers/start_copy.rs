@@ -5,7 +5,7 @@ use tracing::info;
 use crate::deps::Deps;
 use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot};
 use crate::error::FerryError;
-use crate::handlers::{aws_failure, check_zones};
+use crate::handlers::{aws_failure, check_zones, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
@@ -45,15 +45,8 @@ fn source_id(document: &Replication) -> &str {
 }
 
 async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey, FerryError> {
-    let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);
-    let info = deps.keys.describe_key(region, reference).await.map_err(|error| {
-        if error.is_not_found() {
-            FerryError::KeyNotFound { key: reference.clone(), region: region.clone() }
-        } else {
-            aws_failure("kms:DescribeKey", error)
-        }
-    })?;
-    key::check_key(reference, region, &info)
+    let info = describe_destination_key(deps, document).await?;
+    key::check_key(&document.destination.kms_key_id, &document.destination.region, &info)
 }
 
 async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -> Result<Vec<SourceSnapshot>, FerryError> {

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use crate::deps::Deps;
 use crate::document::{Replication, SourceKind, Verification};
 use crate::error::FerryError;
-use crate::handlers::aws_failure;
+use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::KeyInfo;
 use crate::rules::verify::{verify, Replica};
 
@@ -62,14 +62,8 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
 /// The key as it is now. The document's key must still be what the request's key resolves to:
 /// a pasted document cannot redirect verification to another key.
 async fn current_key(deps: &Deps, document: &Replication, expected_key_arn: &str) -> Result<KeyInfo, FerryError> {
-    let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);
-    let key = deps.keys.describe_key(region, reference).await.map_err(|error| {
-        if error.is_not_found() {
-            FerryError::KeyNotFound { key: reference.clone(), region: region.clone() }
-        } else {
-            aws_failure("kms:DescribeKey", error)
-        }
-    })?;
+    let reference = &document.destination.kms_key_id;
+    let key = describe_destination_key(deps, document).await?;
     if key.arn != expected_key_arn {
         return Err(FerryError::invalid(
             "key.arn",

@@ -1,0 +1,211 @@
+//! plan-replication against the local AWS: trigger events, the policy's selection, loop
+//! prevention, and the DR sweep replicating only what lacks a verified replica.
+
+use ferry_core::policy::Policy;
+use ferry_core::{Config, Deps};
+use ferry_tests::seed::Key;
+use ferry_tests::{poll_until_settled, run_step, LocalAws, Seeder, Step};
+use serde_json::{json, Value};
+
+const SOURCE: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+const EUROPE: &str = "eu-west-1";
+const SELECT: &str = "ferry:replicate";
+
+struct World {
+    aws: LocalAws,
+    seed: Seeder,
+    deps: Deps,
+}
+
+async fn world(max_in_flight: usize) -> World {
+    let aws = LocalAws::start(300.0);
+    let seed = Seeder::new(&aws.sdk_config().await);
+    let (west, europe) = (seed.key(WEST).await, seed.key(EUROPE).await);
+    seed.alias(WEST, "alias/dr-west", &west).await;
+    seed.alias(EUROPE, "alias/dr-europe", &europe).await;
+    let policy = json!({
+        "selection": {"tagKey": SELECT, "tagValues": ["true"]},
+        "requireEncryptedSource": true,
+        "sourceRegions": [SOURCE],
+        "maxCopiesInFlightPerRegion": max_in_flight,
+        "destinations": [{"region": WEST, "kmsKeyId": "alias/dr-west"}, {"region": EUROPE, "kmsKeyId": "alias/dr-europe"}]
+    });
+    let config = Config { policy: Some(Policy::parse(&policy.to_string()).unwrap()), ..Config::default() };
+    World { deps: aws.deps(config).await, seed, aws }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = ferry_tests::local_aws::repo_root().join("tests/fixtures/events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ami_event(region: &str, image: &str) -> Value {
+    let mut event = fixture("ami-available.json");
+    event["region"] = json!(region);
+    event["detail"]["ImageId"] = json!(image);
+    event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{image}")]);
+    event
+}
+
+async fn tag(world: &World, region: &str, id: &str, key: &str, value: &str) {
+    let tag = aws_sdk_ec2::types::Tag::builder().key(key).value(value).build();
+    world.seed.ec2(region).create_tags().resources(id).tags(tag).send().await.unwrap();
+}
+
+/// An encrypted single-volume AMI, selected by the policy's tag when `selected`.
+async fn image(world: &World, key: &Key, selected: bool) -> String {
+    let snapshot = world.seed.snapshot(SOURCE, Some(key), 8).await;
+    let image = world.seed.image(SOURCE, &format!("golden-{snapshot}"), &[("/dev/xvda", &snapshot)]).await;
+    if selected {
+        tag(world, SOURCE, &image, SELECT, "true").await;
+    }
+    image
+}
+
+async fn plan(world: &World, input: &Value) -> Result<Value, ferry_core::FerryError> {
+    let plan = ferry_core::handlers::plan::handle(&world.deps, input.clone()).await?;
+    Ok(serde_json::to_value(plan).unwrap())
+}
+
+fn planned(plan: &Value) -> Vec<Value> {
+    plan["regions"].as_array().unwrap().iter().flat_map(|r| r["waves"].as_array().unwrap().iter().flat_map(|w| w["replications"].as_array().unwrap().clone())).collect()
+}
+
+/// Runs one planned replication through the steps, as one Map iteration of the state machine does.
+async fn replicate(world: &World, request: &Value) -> Value {
+    let started = run_step(Step::StartCopy, &world.deps, request).await.unwrap();
+    let (copied, _) = poll_until_settled(&world.aws, &world.deps, started).await.unwrap();
+    let verified = run_step(Step::VerifyEncryption, &world.deps, &copied).await.unwrap();
+    run_step(Step::TagLineage, &world.deps, &verified).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_selected_ami_event_plans_one_replication_per_destination_region() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    let image = image(&world, &key, true).await;
+    let plan = plan(&world, &ami_event(SOURCE, &image)).await.unwrap();
+    assert_eq!(plan["trigger"], "event");
+    assert_eq!(plan["replicationCount"], 2);
+    let regions: Vec<String> = planned(&plan).iter().map(|r| r["destination"]["region"].as_str().unwrap().to_string()).collect();
+    assert_eq!(regions, [WEST, EUROPE]);
+    assert!(planned(&plan).iter().all(|r| r["source"]["imageId"] == image.as_str()));
+}
+
+#[tokio::test]
+async fn an_unselected_or_unfinished_source_is_skipped_with_the_reason() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    let untagged = image(&world, &key, false).await;
+    let plan = plan(&world, &ami_event(SOURCE, &untagged)).await.unwrap();
+    assert_eq!(plan["replicationCount"], 0);
+    assert!(plan["skipped"][0]["reason"].as_str().unwrap().contains(SELECT), "{plan}");
+    let failed = plan_of(&world, "ami-failed.json").await;
+    assert_eq!(failed["replicationCount"], 0);
+    assert!(failed["skipped"][0]["reason"].as_str().unwrap().contains("failed"));
+    let copied = plan_of(&world, "snapshot-copied.json").await;
+    assert!(copied["skipped"][0]["reason"].as_str().unwrap().contains("copySnapshot"));
+    assert_eq!(world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot"), 0);
+}
+
+async fn plan_of(world: &World, fixture_name: &str) -> Value {
+    plan(world, &fixture(fixture_name)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_copy_ferry_made_is_never_replicated_again() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    let image = image(&world, &key, true).await;
+    let first = plan(&world, &ami_event(SOURCE, &image)).await.unwrap();
+    let done = replicate(&world, &planned(&first)[0]).await;
+    let copy = done["copy"]["destinationId"].as_str().unwrap();
+    // copySourceTags would carry the selection tag over: the copy looks selected, yet is ferry's.
+    tag(&world, WEST, copy, SELECT, "true").await;
+    let echo = plan(&world, &ami_event(WEST, copy)).await.unwrap();
+    assert_eq!(echo["replicationCount"], 0, "{echo}");
+    assert!(echo["skipped"][0]["reason"].as_str().unwrap().contains("copy ferry made"), "{echo}");
+}
+
+#[tokio::test]
+async fn created_snapshots_are_planned_from_single_and_multi_volume_events() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    let (one, two) = (world.seed.snapshot(SOURCE, Some(&key), 8).await, world.seed.snapshot(SOURCE, Some(&key), 8).await);
+    for snapshot in [&one, &two] {
+        tag(&world, SOURCE, snapshot, SELECT, "true").await;
+    }
+    let mut single = fixture("snapshot-created.json");
+    single["detail"]["snapshot_id"] = json!(format!("arn:aws:ec2::{SOURCE}:snapshot/{one}"));
+    assert_eq!(plan(&world, &single).await.unwrap()["replicationCount"], 2);
+    let mut multi = fixture("snapshots-created.json");
+    multi["detail"]["snapshots"] = json!([
+        {"snapshot_id": format!("arn:aws:ec2::{SOURCE}:snapshot/{one}"), "status": "completed"},
+        {"snapshot_id": format!("arn:aws:ec2::{SOURCE}:snapshot/{two}"), "status": "completed"}
+    ]);
+    let plan = plan(&world, &multi).await.unwrap();
+    assert_eq!(plan["replicationCount"], 4);
+    assert!(planned(&plan).iter().all(|r| r["source"]["snapshotId"] == one.as_str() || r["source"]["snapshotId"] == two.as_str()));
+}
+
+#[tokio::test]
+async fn an_unencrypted_source_is_refused_when_the_policy_requires_encryption() {
+    let world = world(20).await;
+    let snapshot = world.seed.snapshot(SOURCE, None, 8).await;
+    let image = world.seed.image(SOURCE, "plain", &[("/dev/xvda", &snapshot)]).await;
+    tag(&world, SOURCE, &image, SELECT, "true").await;
+    let error = plan(&world, &ami_event(SOURCE, &image)).await.unwrap_err();
+    assert_eq!(error.name(), "SourceNotEncrypted");
+    assert!(error.to_string().contains(&snapshot));
+}
+
+#[tokio::test]
+async fn malformed_input_is_an_invalid_request() {
+    let world = world(20).await;
+    for input in [json!({}), json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}), json!([1, 2])] {
+        assert_eq!(plan(&world, &input).await.unwrap_err().name(), "InvalidRequest", "{input}");
+    }
+}
+
+#[tokio::test]
+async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_waves_within_the_quota() {
+    let world = world(5).await;
+    let key = world.seed.key(SOURCE).await;
+    let mut sources = vec![];
+    for _ in 0..24 {
+        let snapshot = world.seed.snapshot(SOURCE, Some(&key), 8).await;
+        tag(&world, SOURCE, &snapshot, SELECT, "true").await;
+        sources.push(snapshot);
+    }
+    for _ in 0..6 {
+        sources.push(image(&world, &key, true).await);
+    }
+    let _ignored = world.seed.snapshot(SOURCE, Some(&key), 8).await;
+    let sweep = fixture("scheduled-event.json");
+
+    // Replicate the first 8 sources to the West only, as an earlier run would have.
+    let first = plan(&world, &sweep).await.unwrap();
+    assert_eq!(first["trigger"], "sweep");
+    assert_eq!(first["replicationCount"], 60, "30 sources × 2 Regions");
+    let west: Vec<Value> = planned(&first).into_iter().filter(|r| r["destination"]["region"] == WEST).collect();
+    for request in west.iter().filter(|r| sources[..8].iter().any(|s| r["source"]["snapshotId"] == s.as_str() || r["source"]["imageId"] == s.as_str())) {
+        replicate(&world, request).await;
+    }
+
+    let second = plan(&world, &sweep).await.unwrap();
+    assert_eq!(second["alreadyReplicated"], 8);
+    assert_eq!(second["replicationCount"], 52, "22 missing in the West, 30 in Europe");
+    for region in second["regions"].as_array().unwrap() {
+        for wave in region["waves"].as_array().unwrap() {
+            assert!(wave["snapshotCopies"].as_u64().unwrap() <= 5, "{wave}");
+        }
+    }
+    let west_again: Vec<String> = planned(&second)
+        .iter()
+        .filter(|r| r["destination"]["region"] == WEST)
+        .map(|r| r["source"]["snapshotId"].as_str().or(r["source"]["imageId"].as_str()).unwrap().to_string())
+        .collect();
+    assert!(west_again.iter().all(|id| !sources[..8].contains(id)), "verified replicas are not planned again");
+    assert_eq!(west_again.len(), 22);
+}
