@@ -3,9 +3,11 @@
 
 pub mod local_aws;
 pub mod seed;
+pub mod state_machine;
 
 pub use local_aws::LocalAws;
 pub use seed::Seeder;
+pub use state_machine::{Execution, LocalStepFunctions};
 
 use ferry_core::handlers::{check_copy, enable_fsr, start_copy, tag_lineage, verify_encryption};
 use ferry_core::{Deps, FerryError};

@@ -16,6 +16,11 @@ use ferry_core::ports::{Clock, SystemClock};
 use ferry_core::{Config, Deps};
 use serde_json::{json, Value};
 
+/// Credentials the tests sign with: distinctive, so a test can prove they never reach a log.
+pub const TEST_ACCESS_KEY_ID: &str = "AKIAFERRYTESTACCESS1";
+pub const TEST_SECRET_ACCESS_KEY: &str = "ferry-secret-key-that-must-never-be-logged";
+pub const TEST_SESSION_TOKEN: &str = "ferry-session-token-that-must-never-be-logged";
+
 pub struct LocalAws {
     child: Child,
     // Held open: the emulator exits when its stdin closes, even if this process is killed.
@@ -83,7 +88,13 @@ impl LocalAws {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new("us-east-1"))
-            .test_credentials()
+            .credentials_provider(aws_credential_types::Credentials::new(
+                TEST_ACCESS_KEY_ID,
+                TEST_SECRET_ACCESS_KEY,
+                Some(TEST_SESSION_TOKEN.to_string()),
+                None,
+                "ferry-tests",
+            ))
             .retry_config(retry_config(&SdkSettings { initial_backoff: Duration::from_millis(50), ..SdkSettings::default() }))
             .load()
             .await

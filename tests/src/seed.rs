@@ -120,6 +120,26 @@ impl Seeder {
         output.image_id().unwrap_or_default().to_string()
     }
 
+    /// An instance-store AMI: no EBS snapshots at all.
+    pub async fn instance_store_image(&self, region: &str, name: &str) -> String {
+        let output = self
+            .ec2(region)
+            .register_image()
+            .name(name)
+            .image_location(format!("ferry-test-bucket/{name}/image.manifest.xml"))
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .send()
+            .await
+            .expect("RegisterImage");
+        output.image_id().unwrap_or_default().to_string()
+    }
+
+    /// A snapshot copy into `region` that is still pending (for a source that is not ready).
+    pub async fn pending_copy(&self, from_region: &str, snapshot: &str, region: &str) -> String {
+        let output = self.ec2(region).copy_snapshot().source_region(from_region).source_snapshot_id(snapshot).send().await.expect("CopySnapshot");
+        output.snapshot_id().unwrap_or_default().to_string()
+    }
+
     pub async fn describe_snapshots(&self, region: &str, ids: &[String]) -> Vec<aws_sdk_ec2::types::Snapshot> {
         let output = self.ec2(region).describe_snapshots().set_snapshot_ids(Some(ids.to_vec())).send().await.expect("DescribeSnapshots");
         output.snapshots().to_vec()

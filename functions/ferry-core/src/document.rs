@@ -202,6 +202,10 @@ pub enum SourceKind {
 impl Replication {
     /// Parses a document from the Lambda payload; anything malformed is `InvalidRequest`.
     pub fn from_json(payload: serde_json::Value) -> Result<Self, FerryError> {
+        let size = payload.to_string().len();
+        if size > crate::rules::request::MAX_DOCUMENT_BYTES {
+            return Err(FerryError::invalid("document", format!("{size} bytes; at most {} are accepted", crate::rules::request::MAX_DOCUMENT_BYTES)));
+        }
         serde_json::from_value(payload).map_err(|e| FerryError::invalid("document", format!("{e}; see README 'The replication document'")))
     }
 

@@ -10,13 +10,10 @@ pub mod handlers;
 pub mod policy;
 pub mod ports;
 pub mod rules;
+pub mod telemetry;
 
 pub use config::Config;
 pub use deps::Deps;
 pub use document::Replication;
 pub use error::FerryError;
-
-/// Logs as JSON under Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`, levels from `AWS_LAMBDA_LOG_LEVEL`/`RUST_LOG`.
-pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
-}
+pub use telemetry::init as init_tracing;

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::document::FsrOptions;
-use crate::rules::request::is_region_code;
+use crate::rules::request::is_region;
+
+/// Most destination Regions one policy may name.
+pub const MAX_DESTINATIONS: usize = 16;
 
 /// At most this many snapshot copies run at once per destination Region (AWS quota).
 pub const AWS_COPIES_IN_FLIGHT_PER_REGION: usize = 20;
@@ -59,8 +62,11 @@ impl Policy {
         if policy.destinations.is_empty() {
             return Err("destinations must list at least one {region, kmsKeyId}".into());
         }
-        if let Some(bad) = policy.destinations.iter().map(|d| &d.region).chain(&policy.source_regions).find(|r| !is_region_code(r)) {
-            return Err(format!("{bad:?} is not an AWS Region code"));
+        if policy.destinations.len() > MAX_DESTINATIONS {
+            return Err(format!("{} destinations; at most {MAX_DESTINATIONS}", policy.destinations.len()));
+        }
+        if let Some(bad) = policy.destinations.iter().map(|d| &d.region).chain(&policy.source_regions).find(|r| !is_region(r)) {
+            return Err(format!("{bad:?} is not an AWS Region"));
         }
         if !(1..=AWS_COPIES_IN_FLIGHT_PER_REGION).contains(&policy.max_copies_in_flight_per_region) {
             return Err(format!("maxCopiesInFlightPerRegion must be 1..={AWS_COPIES_IN_FLIGHT_PER_REGION} (the AWS quota)"));

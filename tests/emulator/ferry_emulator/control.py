@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -108,6 +109,32 @@ def _event_entries(region: str | None, body: dict) -> list[dict[str, Any]]:
     ]
 
 
+def _throttled_response(environ: dict[str, Any], start_response: Callable, service: str | None) -> list[bytes]:
+    """AWS's answer to a throttled call, in the caller's protocol."""
+    request_id = str(uuid.uuid4())
+    if environ.get("HTTP_X_AMZ_TARGET"):  # JSON protocols (KMS, EventBridge, ...)
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        status, content_type = "400 Bad Request", "application/x-amz-json-1.1"
+    elif service == "ec2":
+        # EC2 answers HTTP 503 with code RequestLimitExceeded in its query-protocol error XML.
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code>'
+            f"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        status, content_type = "503 Service Unavailable", "text/xml;charset=UTF-8"
+    else:  # other query protocols (STS, ...)
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        status, content_type = "400 Bad Request", "text/xml"
+    start_response(
+        status,
+        [("Content-Type", content_type), ("Content-Length", str(len(body))), ("x-amzn-RequestId", request_id)],
+    )
+    return [body]
+
+
 class FerryMiddleware:
     """Intercepts /_ferry/*, records AWS calls, settles due timers, then calls moto."""
 
@@ -123,6 +150,9 @@ class FerryMiddleware:
 
         if environ.get("HTTP_AUTHORIZATION"):  # an AWS API call (moto-api calls are unsigned)
             call, put_events = _describe_call(environ)
+            if state.take_throttle(call["action"]):
+                state.record_call({**call, "throttled": True})
+                return _throttled_response(environ, start_response, call["service"])
             state.record_call(call)
             if put_events is not None:
                 state.record_events(_event_entries(call["region"], put_events))

@@ -18,6 +18,8 @@ CONFIG: dict[str, Any] = {
     "copySeconds": 2.0,
     "fsrStepSeconds": 2.0,
     "fsrQuotaPerRegion": 5,
+    # The next `times` calls of these actions are throttled (see take_throttle).
+    "throttle": {"actions": [], "times": 0},
 }
 _CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int}
 
@@ -57,6 +59,9 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
     with LOCK:
         new = dict(CONFIG)
         for key, value in partial.items():
+            if key == "throttle":
+                new[key] = _throttle_config(value)
+                continue
             if key not in _CONFIG_TYPES:
                 raise ValueError(f"unknown config key {key!r}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -66,6 +71,28 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
             new[key] = _CONFIG_TYPES[key](value)
         CONFIG.update(new)
         return dict(CONFIG)
+
+
+def _throttle_config(value: Any) -> dict[str, Any]:
+    """``{"actions": [names], "times": N}``: the next N calls of those actions are throttled."""
+    if not isinstance(value, dict) or set(value) - {"actions", "times"}:
+        raise ValueError('throttle must be {"actions": [action names], "times": int}')
+    actions, times = value.get("actions", []), value.get("times", 0)
+    if not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions):
+        raise ValueError("throttle.actions must be a list of action names")
+    if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+        raise ValueError("throttle.times must be an integer >= 0")
+    return {"actions": list(actions), "times": times}
+
+
+def take_throttle(action: str | None) -> bool:
+    """Whether this call of ``action`` is throttled; each throttled call uses up one of ``times``."""
+    with LOCK:
+        throttle = CONFIG["throttle"]
+        if action is None or action not in throttle["actions"] or throttle["times"] <= 0:
+            return False
+        CONFIG["throttle"] = {**throttle, "times": throttle["times"] - 1}
+        return True
 
 
 def record_call(call: dict[str, Any]) -> None:

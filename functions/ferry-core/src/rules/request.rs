@@ -5,6 +5,27 @@ use crate::error::FerryError;
 use crate::rules::key::arn_region;
 use crate::rules::lineage::check_tag_value;
 
+/// The Regions AWS has (commercial, GovCloud, China), as of 2026-11. A code that looks like a
+/// Region but is not one would otherwise fail late, on an endpoint that does not resolve.
+pub const AWS_REGIONS: [&str; 38] = [
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
+    "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2",
+    "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1", "il-central-1", "me-south-1",
+    "me-central-1", "mx-central-1", "sa-east-1", "us-gov-east-1", "us-gov-west-1", "cn-north-1", "cn-northwest-1",
+    "ap-southeast-6",
+];
+
+/// Largest replication document accepted (Step Functions carries at most 256 KiB between states).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// Most Availability Zones one request may ask FSR for.
+pub const MAX_FSR_ZONES: usize = 8;
+
+/// An AWS Region code of a Region that exists.
+pub fn is_region(region: &str) -> bool {
+    is_region_code(region) && AWS_REGIONS.contains(&region)
+}
+
 /// AWS Region codes: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5`, …
 pub fn is_region_code(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
@@ -52,11 +73,11 @@ fn check_key_reference(key: &str, destination_region: &str) -> Result<(), FerryE
 pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
     let source_region = &request.source.region;
     let destination_region = &request.destination.region;
-    if !is_region_code(source_region) {
-        return Err(FerryError::invalid("source.region", format!("{source_region:?} is not an AWS Region code such as us-east-1")));
+    if !is_region(source_region) {
+        return Err(FerryError::invalid("source.region", format!("{source_region:?} is not an AWS Region such as us-east-1")));
     }
-    if !is_region_code(destination_region) {
-        return Err(FerryError::invalid("destination.region", format!("{destination_region:?} is not an AWS Region code such as us-west-2")));
+    if !is_region(destination_region) {
+        return Err(FerryError::invalid("destination.region", format!("{destination_region:?} is not an AWS Region such as us-west-2")));
     }
     if source_region == destination_region {
         return Err(FerryError::invalid("destination.region", "must differ from source.region: ferry copies across Regions"));
@@ -82,6 +103,9 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
         check_tag_value(batch).map_err(|reason| FerryError::invalid("options.batch", reason))?;
     }
     if let Some(fsr) = &options.fsr {
+        if fsr.availability_zones.len() > MAX_FSR_ZONES {
+            return Err(FerryError::invalid("options.fsr.availabilityZones", format!("at most {MAX_FSR_ZONES} zones")));
+        }
         if fsr.availability_zones.is_empty() {
             return Err(FerryError::invalid("options.fsr.availabilityZones", "name at least one Availability Zone, or leave fsr out"));
         }
@@ -141,6 +165,11 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_region_is_a_region_code() {
+        assert!(AWS_REGIONS.iter().all(|r| is_region_code(r)));
+    }
+
+    #[test]
     fn region_codes_are_recognised() {
         for good in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-5", "il-central-1"] {
             assert!(is_region_code(good), "{good}");
@@ -153,6 +182,7 @@ mod tests {
     #[test]
     fn malformed_ids_and_regions_name_their_field() {
         assert_eq!(rejected_field(json!({"source": {"region": "nowhere"}})), "source.region");
+        assert_eq!(rejected_field(json!({"source": {"region": "us-east-9"}})), "source.region", "looks like a Region, is none");
         assert_eq!(rejected_field(json!({"destination": {"region": "us-west"}})), "destination.region");
         assert_eq!(rejected_field(json!({"destination": {"region": "us-east-1"}})), "destination.region");
         assert_eq!(rejected_field(json!({"source": {"imageId": "snap-0123456789abcdef0"}})), "source.imageId");
