@@ -181,6 +181,7 @@ pub struct LocalStepFunctions {
     pub log_dir: PathBuf,
     /// How long start took.
     pub startup: Duration,
+    runs: AtomicUsize,
 }
 
 impl LocalStepFunctions {
@@ -279,6 +280,7 @@ impl LocalStepFunctions {
             definition: definition(),
             log_dir,
             startup,
+            runs: AtomicUsize::new(0),
         }
     }
 
@@ -323,6 +325,8 @@ impl LocalStepFunctions {
             .expect("the executions end within 10 minutes")
             .expect("the runner ends");
         let stdout = String::from_utf8_lossy(&output.stdout);
+        // Kept for reading after the test: the whole history of every execution.
+        let _ = std::fs::write(self.log_dir.join(format!("run-{}.json", self.runs.fetch_add(1, Ordering::SeqCst))), stdout.as_bytes());
         assert!(output.status.success(), "runner.mjs failed ({}); see {}", output.status, stderr_path.display());
         let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("runner.mjs printed no result ({e}): {stdout}"));
         result["executions"]

@@ -55,6 +55,9 @@ pub struct Options {
     pub batch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsr: Option<FsrOptions>,
+    /// Rerun counter after a failed copy (default 1): a new attempt gets a new CopyImage token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -114,6 +117,9 @@ pub struct CopyState {
     /// AWS's own StateReason / StateMessage when the copy failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// What check-copy removed of a failed copy ferry owned (image and snapshot ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleaned_up: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -147,6 +147,7 @@ pub trait Images: Send + Sync {
     /// Images owned by this account carrying every one of `tags` (a tag with an empty value
     /// matches any value of that key).
     async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>>;
+    async fn deregister_image(&self, region: &str, image_id: &str) -> AwsResult<()>;
 }
 
 #[async_trait]
@@ -156,6 +157,7 @@ pub trait Snapshots: Send + Sync {
     /// Snapshots owned by this account carrying every one of `tags` (empty value: any value).
     async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>>;
     async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest) -> AwsResult<String>;
+    async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()>;
 }
 
 #[async_trait]

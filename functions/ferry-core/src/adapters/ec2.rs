@@ -142,6 +142,11 @@ impl Images for Ec2Adapter {
         Ok(output.image_id().unwrap_or_default().to_string())
     }
 
+    async fn deregister_image(&self, region: &str, image_id: &str) -> AwsResult<()> {
+        self.clients.get(region).deregister_image().image_id(image_id).send().await.map_err(aws_error)?;
+        Ok(())
+    }
+
     async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>> {
         let mut pages = self.clients.get(region).describe_images().owners("self").set_filters(Some(tag_filters(tags))).into_paginator().send();
         let mut found = vec![];
@@ -199,6 +204,11 @@ impl Snapshots for Ec2Adapter {
             .await
             .map_err(aws_error)?;
         Ok(output.snapshot_id().unwrap_or_default().to_string())
+    }
+
+    async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()> {
+        self.clients.get(region).delete_snapshot().snapshot_id(snapshot_id).send().await.map_err(aws_error)?;
+        Ok(())
     }
 }
 

@@ -94,7 +94,10 @@ async fn plan_event(deps: &Deps, event: &EventBridgeEvent<Value>) -> Result<Plan
     let region = event.region.clone().unwrap_or_default();
     let detail = &event.detail;
     let sources: Vec<(SourceKind, String)> = match event.detail_type.as_str() {
-        "Scheduled Event" => return sweep(deps, policy(deps)?).await,
+        "Scheduled Event" => {
+            let day = event.time.map(|t| t.timestamp()).unwrap_or_else(|| deps.clock.now() as i64) / 86_400;
+            return sweep(deps, policy(deps)?, u32::try_from(day).ok()).await;
+        }
         "EC2 AMI State Change" => match detail["State"].as_str() {
             Some("available") => vec![(SourceKind::Image, detail["ImageId"].as_str().unwrap_or_default().to_string())],
             other => return Ok(skipped_plan(detail["ImageId"].as_str().unwrap_or("?"), format!("AMI state {other:?}, not available"))),
@@ -120,7 +123,7 @@ async fn plan_event(deps: &Deps, event: &EventBridgeEvent<Value>) -> Result<Plan
             Err(reason) => skipped.push(reason),
         }
     }
-    Ok(build_plan(Trigger::Event, policy, candidates, skipped, 0, &BTreeSet::new()))
+    Ok(build_plan(Trigger::Event, policy, candidates, skipped, 0, &BTreeSet::new(), None))
 }
 
 fn skipped_plan(source: &str, reason: String) -> Plan {
@@ -172,7 +175,7 @@ fn values(accepted: &[String]) -> String {
 
 /// The DR sweep: every selected source in the policy's source Regions that lacks a verified
 /// replica (judged by lineage tags) in a destination Region is planned for that Region only.
-async fn sweep(deps: &Deps, policy: &Policy) -> Result<Plan, FerryError> {
+async fn sweep(deps: &Deps, policy: &Policy, attempt: Option<u32>) -> Result<Plan, FerryError> {
     let selection = [Tag::new(&policy.selection.tag_key, "")];
     let (mut candidates, mut skipped) = (vec![], vec![]);
     for region in &policy.source_regions {
@@ -206,13 +209,23 @@ async fn sweep(deps: &Deps, policy: &Policy) -> Result<Plan, FerryError> {
         }
     }
     let already = candidates.iter().map(|c| policy.destinations.iter().filter(|d| verified.contains(&(d.region.clone(), c.region.clone(), c.id.clone()))).count()).sum();
-    let plan = build_plan(Trigger::Sweep, policy, candidates, skipped, already, &verified);
+    let plan = build_plan(Trigger::Sweep, policy, candidates, skipped, already, &verified, attempt);
     info!(replications = plan.replication_count, already_replicated = plan.already_replicated, skipped = plan.skipped.len(), "sweep planned");
     Ok(plan)
 }
 
 /// One request per (candidate, destination) not yet verified, packed into per-Region waves.
-fn build_plan(trigger: Trigger, policy: &Policy, candidates: Vec<Candidate>, mut skipped: Vec<Skipped>, already: usize, verified: &BTreeSet<(String, String, String)>) -> Plan {
+/// `attempt` is the sweep's day number: a copy that failed (and was cleaned up) gets a fresh
+/// CopyImage token at the next day's sweep, while duplicate sweeps of one day still dedupe.
+fn build_plan(
+    trigger: Trigger,
+    policy: &Policy,
+    candidates: Vec<Candidate>,
+    mut skipped: Vec<Skipped>,
+    already: usize,
+    verified: &BTreeSet<(String, String, String)>,
+    attempt: Option<u32>,
+) -> Plan {
     let mut regions: Vec<RegionPlan> = vec![];
     let mut count = 0;
     for destination in &policy.destinations {
@@ -238,6 +251,7 @@ fn build_plan(trigger: Trigger, policy: &Policy, candidates: Vec<Candidate>, mut
                     completion_duration_minutes: destination.completion_duration_minutes,
                     batch: None,
                     fsr: destination.fsr.clone(),
+                    attempt,
                 },
                 key: None,
                 source_snapshots: vec![],
@@ -280,7 +294,7 @@ mod tests {
     #[test]
     fn waves_never_hold_more_snapshot_copies_than_the_quota() {
         let candidates: Vec<_> = (0..10).map(|i| candidate(&format!("ami-{i:08}"), 3)).collect();
-        let plan = build_plan(Trigger::Sweep, &policy(7), candidates, vec![], 0, &BTreeSet::new());
+        let plan = build_plan(Trigger::Sweep, &policy(7), candidates, vec![], 0, &BTreeSet::new(), Some(20_000));
         let waves = &plan.regions[0].waves;
         assert_eq!(plan.replication_count, 10);
         assert!(waves.iter().all(|w| w.snapshot_copies <= 7), "{waves:?}");
@@ -291,7 +305,7 @@ mod tests {
     #[test]
     fn the_source_region_is_never_a_destination_and_verified_replicas_are_not_planned() {
         let verified = BTreeSet::from([("us-west-2".to_string(), "us-east-1".to_string(), "ami-00000001".to_string())]);
-        let plan = build_plan(Trigger::Sweep, &policy(20), vec![candidate("ami-00000001", 1), candidate("ami-00000002", 1)], vec![], 1, &verified);
+        let plan = build_plan(Trigger::Sweep, &policy(20), vec![candidate("ami-00000001", 1), candidate("ami-00000002", 1)], vec![], 1, &verified, None);
         assert_eq!(plan.regions.len(), 1);
         let planned: Vec<_> = plan.regions[0].waves[0].replications.iter().map(|r| r.source.image_id.clone().unwrap()).collect();
         assert_eq!(planned, ["ami-00000002"]);

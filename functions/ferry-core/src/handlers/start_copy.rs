@@ -36,6 +36,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         checks: 0,
         progress: None,
         failure: None,
+        cleaned_up: vec![],
     });
     Ok(document)
 }
@@ -87,7 +88,16 @@ async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -
         .collect())
 }
 
+/// Reuses a copy of this replication that is pending or available (a retried or duplicate
+/// start); otherwise copies with a ClientToken for this attempt.
 async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, tags: &[Tag]) -> Result<String, FerryError> {
+    let region = &document.destination.region;
+    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, id)];
+    let existing = deps.images.find_images_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+    if let Some(copy) = existing.iter().find(|i| i.state == "pending" || i.state == "available") {
+        info!(replication_id = %id, image_id = %copy.image_id, "reusing the existing copy");
+        return Ok(copy.image_id.clone());
+    }
     let source_image_id = source_id(document);
     let request = CopyImageRequest {
         source_region: document.source.region.clone(),
@@ -95,7 +105,7 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
         name: format!("ferry-{source_image_id}-{id}"),
         description: format!("ferry replication {id} of {}/{source_image_id}", document.source.region),
         kms_key_arn: key.arn.clone(),
-        client_token: client_token(id),
+        client_token: client_token(id, document.options.attempt.unwrap_or(1)),
         copy_source_tags: document.options.copy_source_tags.unwrap_or(false),
         completion_duration_minutes: document.options.completion_duration_minutes,
         image_tags: tags.to_vec(),

@@ -51,9 +51,16 @@ pub fn replication_id(source_region: &str, source_id: &str, destination_region: 
     format!("fr-{}", &hex_digest(&["ferry-v1", source_region, source_id, destination_region, key_arn])[..20])
 }
 
-/// CopyImage ClientToken (≤ 64 ASCII characters), derived from the replication id.
-pub fn client_token(replication_id: &str) -> String {
-    format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id])[..48])
+/// CopyImage ClientToken (≤ 64 ASCII characters), derived from the replication id and attempt.
+pub fn client_token(replication_id: &str, attempt: u32) -> String {
+    format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id, &attempt.to_string()])[..48])
+}
+
+/// Ownership: a resource ferry may delete carries `ferry:managed-by=ferry` and this replication's
+/// id, as read from the resource itself (never from a document).
+pub fn owned_by_replication(tags: &[Tag], replication_id: &str) -> bool {
+    let has = |key: &str, value: &str| tags.iter().any(|t| t.key == key && t.value == value);
+    has(MANAGED_BY, "ferry") && has(REPLICATION_ID, replication_id)
 }
 
 /// Tags derived only from the replication's identity (source, destination Region, key ARN):
@@ -119,9 +126,10 @@ mod tests {
         assert_eq!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:k"));
         assert_ne!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:other"));
         assert_ne!(a, replication_id("us-east-1", "ami-1", "eu-west-1", "arn:k"));
-        let token = client_token(&a);
+        let token = client_token(&a, 1);
         assert!(token.len() <= 64 && token.is_ascii());
-        assert_eq!(token, client_token(&a));
+        assert_eq!(token, client_token(&a, 1));
+        assert_ne!(token, client_token(&a, 2), "a rerun after a failed copy gets a new token");
     }
 
     #[test]
@@ -139,6 +147,16 @@ mod tests {
         assert_eq!(map[BATCH], "nightly");
         assert_eq!(map[KEY_ALIAS], "alias/prod");
         assert!(tags.iter().all(|t| t.key.starts_with(NAMESPACE) && t.key.len() <= 128 && check_tag_value(&t.value).is_ok()));
+    }
+
+    #[test]
+    fn only_resources_tagged_as_this_replications_are_owned() {
+        let ours = [Tag::new(MANAGED_BY, "ferry"), Tag::new(REPLICATION_ID, "fr-1")];
+        assert!(owned_by_replication(&ours, "fr-1"));
+        assert!(!owned_by_replication(&ours, "fr-2"), "another replication's copy");
+        assert!(!owned_by_replication(&ours[1..], "fr-1"), "no ownership tag");
+        assert!(!owned_by_replication(&[Tag::new(MANAGED_BY, "someone"), Tag::new(REPLICATION_ID, "fr-1")], "fr-1"));
+        assert!(!owned_by_replication(&[], "fr-1"), "an untagged look-alike");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
             return Err(FerryError::invalid("options.completionDurationMinutes", format!("{minutes} must be a multiple of 15 from 15 to 2880")));
         }
     }
+    if options.attempt == Some(0) {
+        return Err(FerryError::invalid("options.attempt", "attempts count from 1"));
+    }
     if let Some(batch) = &options.batch {
         check_tag_value(batch).map_err(|reason| FerryError::invalid("options.batch", reason))?;
     }
