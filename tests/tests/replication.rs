@@ -305,20 +305,21 @@ async fn fsr_can_be_disabled_again() {
 }
 
 #[tokio::test]
-async fn a_rerun_with_other_copy_options_is_refused_with_a_fix_not_copied_twice() {
+async fn a_rerun_with_other_copy_options_reuses_the_copy_in_flight() {
     let world = world().await;
     let (image, _) = two_key_image(&world).await;
     let key = world.seed.key(DESTINATION).await;
-    run_step(Step::StartCopy, &world.deps, &image_request(&image, &key.id)).await.unwrap();
+    let first = run_step(Step::StartCopy, &world.deps, &image_request(&image, &key.id)).await.unwrap();
     let mut other_batch = image_request(&image, &key.id);
     other_batch["options"] = json!({"batch": "another-label"});
-    run_step(Step::StartCopy, &world.deps, &other_batch).await.unwrap();
     let mut timed = image_request(&image, &key.id);
     timed["options"] = json!({"completionDurationMinutes": 15});
-    let error = run_step(Step::StartCopy, &world.deps, &timed).await.unwrap_err();
-    assert_eq!(error.name(), "InvalidRequest");
-    assert!(error.to_string().contains("same options"), "{error}");
+    for rerun in [other_batch, timed] {
+        let again = run_step(Step::StartCopy, &world.deps, &rerun).await.unwrap();
+        assert_eq!(again["copy"]["destinationId"], first["copy"]["destinationId"], "{rerun}");
+    }
     assert_eq!(world.seed.owned_images(DESTINATION).await.len(), 1);
+    assert_eq!(world.aws.count_calls("CopyImage"), 1);
 }
 
 #[tokio::test]
