@@ -114,7 +114,7 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
     deps.images.copy_image(&document.destination.region, &request).await.map_err(|error| match error.code() {
         "IdempotentParameterMismatch" => FerryError::invalid(
             "options",
-            format!("replication {id} was already started with other copy options (copySourceTags, completionDurationMinutes); rerun it with the same options"),
+            format!("replication {id} was already started with other copy options (copySourceTags, completionDurationMinutes): rerun it with the same options, or with options.attempt one higher"),
         ),
         _ => aws_failure("ec2:CopyImage", error),
     })
