@@ -2,7 +2,7 @@
 .PHONY: demo test setup
 
 demo: setup
-	cargo run --quiet -p ferry-tests --bin demo
+	cargo run --quiet --bin ferry -- demo
 
 test:
 	scripts/test

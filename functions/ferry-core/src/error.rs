@@ -110,6 +110,29 @@ impl FerryError {
         Self::RETRYABLE.contains(&self.name())
     }
 
+    /// A one-line hint on how to fix it, for people at a terminal.
+    pub fn hint(&self) -> &'static str {
+        match self.name() {
+            "InvalidRequest" => "correct the named field; `ferry replicate --help` shows the accepted forms",
+            "SourceNotFound" => "check the id and --source-region; ferry sees only this account's images and snapshots",
+            "SourceNotReady" => "wait until the source is available/completed, then run again",
+            "SourceNotEbsBacked" => "instance-store AMIs have no snapshots to copy; rebuild the AMI as EBS-backed",
+            "SourceNotEncrypted" => "encrypt the source (copy it encrypted in its own Region) or relax requireEncryptedSource",
+            "KeyNotFound" => "create the key or alias in the destination Region, or name an existing one in --to REGION=KEY",
+            "KeyNotInDestinationRegion" => "name a key that lives in the destination Region (a multi-Region replica works)",
+            "KeyNotEnabled" => "enable the key (or cancel its deletion), or name another key",
+            "KeyNotSymmetric" => "EBS needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key",
+            "CopyFailed" => "read AWS's reason above, fix it, then rerun with the next options.attempt",
+            "CopyQuotaExceeded" => "too many copies in flight to that Region; rerun later",
+            "ReplicaNotEncrypted" | "ReplicaWrongKey" => "the replica is not compliant: investigate before using it; do not launch from it",
+            "ReplicaIncomplete" => "wait for the copy to finish, or rerun the replication",
+            "FsrQuotaExceeded" => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
+            "PublishFailed" => "check the event bus name and permissions; rerun tag-lineage",
+            "Throttled" => "AWS is throttling this account; rerun later or lower concurrency",
+            _ => "check credentials, Region and endpoint; the message above is AWS's own",
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         FerryError::InvalidRequest { field: field.into(), reason: reason.into() }
     }

@@ -2,6 +2,7 @@
 //! capability with its SDK adapter, and the five handlers the Lambdas wire up.
 
 pub mod adapters;
+pub mod audit;
 pub mod config;
 pub mod deps;
 pub mod document;

@@ -11,6 +11,29 @@ use crate::deps::Deps;
 use crate::error::FerryError;
 use crate::ports::AwsError;
 
+/// The five steps of one replication, in the order the state machine runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    StartCopy,
+    CheckCopy,
+    VerifyEncryption,
+    TagLineage,
+    EnableFsr,
+}
+
+/// Runs one step's handler on a JSON document, as its Lambda would, and returns its JSON output.
+pub async fn run_step(step: Step, deps: &Deps, input: &serde_json::Value) -> Result<serde_json::Value, FerryError> {
+    let input = input.clone();
+    let output = match step {
+        Step::StartCopy => start_copy::handle(deps, input).await?,
+        Step::CheckCopy => check_copy::handle(deps, input).await?,
+        Step::VerifyEncryption => verify_encryption::handle(deps, input).await?,
+        Step::TagLineage => tag_lineage::handle(deps, input).await?,
+        Step::EnableFsr => enable_fsr::handle(deps, input).await?,
+    };
+    serde_json::to_value(output).map_err(|e| FerryError::invalid("document", e.to_string()))
+}
+
 /// The destination key as KMS describes it now, in the destination Region.
 pub(crate) async fn describe_destination_key(deps: &Deps, document: &crate::document::Replication) -> Result<crate::ports::KeyInfo, FerryError> {
     let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);

@@ -35,6 +35,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         if let Some(source) = &snapshot.source_snapshot_id {
             tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, source));
         }
+        if let Some(source_key) = &snapshot.source_kms_key_arn {
+            tags.push(Tag::new(lineage::SOURCE_KEY_ARN, source_key));
+        }
         plan.push((snapshot.snapshot_id.clone(), tags));
     }
     for (resource, tags) in &plan {

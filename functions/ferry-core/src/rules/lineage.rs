@@ -14,6 +14,7 @@ pub const REPLICATION_ID: &str = "ferry:replication-id";
 pub const SOURCE_REGION: &str = "ferry:source-region";
 pub const SOURCE_ID: &str = "ferry:source-id";
 pub const SOURCE_SNAPSHOT_ID: &str = "ferry:source-snapshot-id";
+pub const SOURCE_KEY_ARN: &str = "ferry:source-key-arn";
 pub const DESTINATION_REGION: &str = "ferry:destination-region";
 pub const KEY_ARN: &str = "ferry:key-arn";
 pub const KEY_ALIAS: &str = "ferry:key-alias";

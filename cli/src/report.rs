@@ -1,0 +1,51 @@
+//! Terminal output shared by the commands: named errors with their hint, progress lines.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use ferry_core::FerryError;
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub const FAILED: u8 = 1;
+pub const FLAGGED: u8 = 3;
+
+/// Prints a named error the way every command does, and returns the exit code for it.
+pub fn error(context: &str, error: &FerryError) -> ExitCode {
+    eprintln!("error[{}]: {context}: {error}", error.name());
+    eprintln!("  hint: {}", error.hint());
+    ExitCode::from(FAILED)
+}
+
+/// Progress of one long-running thing: a spinner with elapsed time on a terminal, plain lines
+/// otherwise (CI logs, pipes).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+}
+
+impl Progress {
+    pub fn new(label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Progress { bar, label: label.to_string() }
+    }
+
+    pub fn update(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_string()),
+            None => eprintln!("[{}] {message}", self.label),
+        }
+    }
+
+    pub fn finish(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.finish_with_message(message.to_string()),
+            None => eprintln!("[{}] {message}", self.label),
+        }
+    }
+}

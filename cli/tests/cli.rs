@@ -1,0 +1,105 @@
+//! The `ferry` binary against the local AWS: replicate, status, audit (with planted drift),
+//! and the demo, with the documented exit codes.
+
+use std::process::{Command, Output};
+
+use ferry_core::Config;
+use ferry_tests::local_aws::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use ferry_tests::{run_step, LocalAws, Seeder, Step};
+use serde_json::{json, Value};
+
+const SOURCE: &str = "us-east-1";
+const DESTINATION: &str = "us-west-2";
+
+fn ferry(aws: &LocalAws, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--endpoint-url")
+        .arg(&aws.endpoint)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
+        .env("AWS_REGION", SOURCE)
+        .env_remove("AWS_PROFILE")
+        .env("FERRY_POLL_MIN_SECONDS", "1")
+        .env("FERRY_POLL_MAX_SECONDS", "1")
+        .output()
+        .expect("ferry runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+async fn seeded() -> (LocalAws, Seeder, String, String) {
+    let aws = LocalAws::start(2.0);
+    let seed = Seeder::new(&aws.sdk_config().await);
+    let source_key = seed.key(SOURCE).await;
+    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root)]).await;
+    let key = seed.key(DESTINATION).await;
+    seed.alias(DESTINATION, "alias/dr", &key).await;
+    (aws, seed, image, key.arn)
+}
+
+#[tokio::test]
+async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
+    let (aws, _seed, image, key_arn) = seeded().await;
+    let run = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--fsr-az", "us-west-2a", "--json"]);
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("✔ us-west-2") && stderr.contains(&key_arn), "the summary: {stderr}");
+    assert!(stderr.contains("[us-west-2] copying") && stderr.contains("verified"), "plain progress lines off a terminal: {stderr}");
+    let documents: Value = serde_json::from_str(&stdout).expect("stdout is the --json documents only");
+    let replication_id = documents[0]["replicationId"].as_str().unwrap().to_string();
+
+    let status = ferry(&aws, &["status", &replication_id, "--regions", DESTINATION]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    assert!(text(&status.stdout).contains(&image) && text(&status.stdout).contains(" ok"), "{}", text(&status.stdout));
+}
+
+#[tokio::test]
+async fn a_bad_key_exits_1_with_the_error_name_and_a_hint() {
+    let (aws, _seed, image, _) = seeded().await;
+    let run = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/missing"]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("error[KeyNotFound]") && stderr.contains("hint: create the key or alias"), "{stderr}");
+    let usage = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2"]);
+    assert_eq!(usage.status.code(), Some(2), "a malformed --to is a usage error");
+}
+
+#[tokio::test]
+async fn the_audit_flags_planted_drift_and_exits_3() {
+    let (aws, seed, image, _) = seeded().await;
+    let clean = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    let audit = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "json"]);
+    assert_eq!(audit.status.code(), Some(0), "a clean fleet passes: {}", text(&audit.stdout));
+
+    // Drift: a copy that was never verified, and a replica whose source is gone.
+    let deps = aws.deps(Config::default()).await;
+    let other_key = seed.key(SOURCE).await;
+    let snapshot = seed.snapshot(SOURCE, Some(&other_key), 8).await;
+    let request = json!({"source": {"region": SOURCE, "snapshotId": snapshot}, "destination": {"region": DESTINATION, "kmsKeyId": "alias/dr"}});
+    run_step(Step::StartCopy, &deps, &request).await.unwrap();
+    seed.ec2(SOURCE).deregister_image().image_id(&image).send().await.unwrap();
+
+    let audit = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "json"]);
+    assert_eq!(audit.status.code(), Some(3), "{}", text(&audit.stderr));
+    let replicas: Value = serde_json::from_str(&text(&audit.stdout)).unwrap();
+    let flags: Vec<String> = replicas.as_array().unwrap().iter().flat_map(|r| r["flags"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string())).collect();
+    assert!(flags.contains(&"brokenLineage".to_string()) && flags.contains(&"notVerified".to_string()), "{flags:?}");
+    let table = ferry(&aws, &["audit", "--regions", DESTINATION]);
+    assert!(text(&table.stdout).contains("BROKEN LINEAGE") && text(&table.stdout).contains("NOT VERIFIED"), "{}", text(&table.stdout));
+    let csv = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "csv"]);
+    assert_eq!(text(&csv.stdout).lines().count(), 3, "a header and one row per replica snapshot: {}", text(&csv.stdout));
+}
+
+#[test]
+fn the_demo_replicates_and_proves_every_snapshot_is_under_its_destination_key() {
+    let run = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("demo").output().expect("ferry demo runs");
+    let stdout = text(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert_eq!(stdout.matches("= the destination key ✔").count(), 4, "{stdout}");
+    assert!(!stdout.contains('✘') && stdout.contains("FSR") && stdout.contains("Replication Succeeded"), "{stdout}");
+}
