@@ -209,3 +209,17 @@ async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_wave
     assert!(west_again.iter().all(|id| !sources[..8].contains(id)), "verified replicas are not planned again");
     assert_eq!(west_again.len(), 22);
 }
+
+#[tokio::test]
+async fn the_execution_id_travels_from_the_plan_into_the_lineage_tags() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    let image = image(&world, &key, true).await;
+    let execution = "arn:aws:states:us-east-1:123456789012:execution:ferry:ferry-5a1d0c7e";
+    let plan = plan(&world, &json!({"trigger": ami_event(SOURCE, &image), "executionId": execution})).await.unwrap();
+    let requests = planned(&plan);
+    assert!(requests.iter().all(|r| r["executionId"] == execution), "{plan}");
+    let done = replicate(&world, &requests[0]).await;
+    let replica = world.seed.describe_image(WEST, done["copy"]["destinationId"].as_str().unwrap()).await;
+    assert_eq!(ferry_tests::seed::tag_value(replica.tags(), "ferry:execution-id").as_deref(), Some(execution));
+}

@@ -10,6 +10,9 @@ use crate::error::FerryError;
 pub struct Replication {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_id: Option<String>,
+    /// The Step Functions execution that ran it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
     pub source: Source,
     pub destination: Destination,
     #[serde(default)]

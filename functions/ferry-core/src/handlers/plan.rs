@@ -70,7 +70,22 @@ struct Candidate {
     snapshot_copies: usize,
 }
 
+/// The input is the trigger itself, or `{"trigger": …, "executionId": …}` as the state machine
+/// sends it; the execution id is then recorded in every planned replication.
 pub async fn handle(deps: &Deps, payload: Value) -> Result<Plan, FerryError> {
+    match (payload.get("trigger"), payload.get("executionId").and_then(Value::as_str)) {
+        (Some(trigger), Some(execution_id)) => {
+            let mut plan = plan_trigger(deps, trigger.clone()).await?;
+            for replication in plan.regions.iter_mut().flat_map(|r| r.waves.iter_mut()).flat_map(|w| w.replications.iter_mut()) {
+                replication.execution_id = Some(execution_id.to_string());
+            }
+            Ok(plan)
+        }
+        _ => plan_trigger(deps, payload).await,
+    }
+}
+
+async fn plan_trigger(deps: &Deps, payload: Value) -> Result<Plan, FerryError> {
     if payload.get("detail-type").is_some() {
         let event: EventBridgeEvent<Value> =
             serde_json::from_value(payload).map_err(|e| FerryError::invalid("event", format!("not an EventBridge event: {e}")))?;
@@ -240,6 +255,7 @@ fn build_plan(
             }
             let request = Replication {
                 replication_id: None,
+                execution_id: None,
                 source: Source {
                     region: candidate.region.clone(),
                     image_id: (candidate.kind == SourceKind::Image).then(|| candidate.id.clone()),

@@ -20,6 +20,7 @@ pub const KEY_ARN: &str = "ferry:key-arn";
 pub const KEY_ALIAS: &str = "ferry:key-alias";
 pub const BATCH: &str = "ferry:batch";
 pub const VERIFIED_AT: &str = "ferry:verified-at";
+pub const EXECUTION_ID: &str = "ferry:execution-id";
 
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
@@ -87,6 +88,9 @@ pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str,
     }
     if let Some(batch) = &document.options.batch {
         tags.push(Tag::new(BATCH, batch));
+    }
+    if let Some(execution) = document.execution_id.as_deref().filter(|e| e.len() <= MAX_TAG_VALUE_CHARS) {
+        tags.push(Tag::new(EXECUTION_ID, execution));
     }
     tags
 }
