@@ -110,6 +110,22 @@ macro_rules! fsr_change {
     }};
 }
 
+/// Enable and disable take the same request under different operations.
+macro_rules! fsr_call {
+    ($adapter:ident, $region:expr, $operation:ident, $snapshot_ids:expr, $zones:expr) => {{
+        let output = $adapter
+            .clients
+            .get($region)
+            .$operation()
+            .set_source_snapshot_ids(Some($snapshot_ids.to_vec()))
+            .set_availability_zones(Some($zones.to_vec()))
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(fsr_change!(output))
+    }};
+}
+
 #[async_trait]
 impl Images for Ec2Adapter {
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<ImageInfo>> {
@@ -235,29 +251,11 @@ impl FastRestore for Ec2Adapter {
     }
 
     async fn enable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange> {
-        let output = self
-            .clients
-            .get(region)
-            .enable_fast_snapshot_restores()
-            .set_source_snapshot_ids(Some(snapshot_ids.to_vec()))
-            .set_availability_zones(Some(zones.to_vec()))
-            .send()
-            .await
-            .map_err(aws_error)?;
-        Ok(fsr_change!(output))
+        fsr_call!(self, region, enable_fast_snapshot_restores, snapshot_ids, zones)
     }
 
     async fn disable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange> {
-        let output = self
-            .clients
-            .get(region)
-            .disable_fast_snapshot_restores()
-            .set_source_snapshot_ids(Some(snapshot_ids.to_vec()))
-            .set_availability_zones(Some(zones.to_vec()))
-            .send()
-            .await
-            .map_err(aws_error)?;
-        Ok(fsr_change!(output))
+        fsr_call!(self, region, disable_fast_snapshot_restores, snapshot_ids, zones)
     }
 
     async fn describe(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<FsrState>> {
