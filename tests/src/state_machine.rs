@@ -18,7 +18,7 @@
 //! their environment (endpoint, policy) once at start. Its processes stop when it drops, and
 //! with the test process (parent-death signal; the router also exits at stdin EOF).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -122,9 +122,13 @@ fn function_binaries() -> &'static BTreeMap<String, PathBuf> {
             .expect("cargo runs");
         assert!(output.status.success(), "cargo build --workspace --all-targets failed");
         let mut binaries = BTreeMap::new();
+        let mut rebuilt = BTreeSet::new();
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
             let name = message["target"]["name"].as_str().unwrap_or_default();
+            if message["reason"] == "compiler-artifact" && message["fresh"] == false {
+                rebuilt.insert(name.to_string());
+            }
             let is_bin = message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
             if message["reason"] == "compiler-artifact" && is_bin && message["profile"]["test"] == false && FUNCTIONS.contains(&name) {
                 if let Some(executable) = message["executable"].as_str() {
@@ -133,7 +137,7 @@ fn function_binaries() -> &'static BTreeMap<String, PathBuf> {
             }
         }
         assert_eq!(binaries.len(), FUNCTIONS.len(), "cargo built {binaries:?}, expected every one of {FUNCTIONS:?}");
-        eprintln!("state machine harness: function binaries ready in {:.1?}", started.elapsed());
+        eprintln!("state machine harness: function binaries ready in {:.1?} (built: {rebuilt:?})", started.elapsed());
         binaries
     })
 }
@@ -177,7 +181,7 @@ pub struct LocalStepFunctions {
     pub lambda_endpoint: String,
     emulator_endpoint: String,
     definition: Value,
-    /// Where the router, watch and function logs go.
+    /// Where the router, watch, function and runner logs go (removed when the test passes).
     pub log_dir: PathBuf,
     /// How long start took.
     pub startup: Duration,
@@ -233,6 +237,9 @@ impl LocalStepFunctions {
                     .env("AWS_REGION", "us-east-1")
                     .env("AWS_EC2_METADATA_DISABLED", "true")
                     .env("FERRY_SDK_INITIAL_BACKOFF_MS", "50")
+                    // The template's LoggingConfig (LogFormat JSON, ApplicationLogLevel INFO).
+                    .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+                    .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
                     .stdin(Stdio::null())
                     .stdout(log_file(&functions_log))
                     .stderr(log_file(&functions_log));
@@ -270,6 +277,13 @@ impl LocalStepFunctions {
             .to_string();
         children.push(router);
 
+        // A function that cannot start (a bad FERRY_POLICY, say) exits at once: say so now rather
+        // than let its invocations time out.
+        for child in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("a local Lambda process exited at start ({status}); see {}", functions_log.display());
+            }
+        }
         let startup = started.elapsed();
         eprintln!("state machine harness: started in {startup:.1?} (logs in {})", log_dir.display());
         LocalStepFunctions {
@@ -353,6 +367,10 @@ impl Drop for LocalStepFunctions {
         }
         for child in &mut self.children {
             let _ = child.wait();
+        }
+        // The logs are kept for a failing test only.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
         }
     }
 }

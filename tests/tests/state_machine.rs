@@ -127,7 +127,7 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 24}},
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
     ]));
-    let world = world(policy, 1.5).await;
+    let world = world(policy, 3.0).await;
     let west_key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
     let europe_key = aliased_key(&world, EUROPE, "alias/ferry-euw1").await;
     let image = source_image(&world, true).await;
