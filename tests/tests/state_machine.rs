@@ -148,6 +148,8 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
         let tags = world.seed.describe_image(region, replica).await;
         assert_eq!(tag_value(tags.tags(), "ferry:source-id").as_deref(), Some(image.as_str()));
         assert!(tag_value(tags.tags(), "ferry:verified-at").is_some(), "tagged only after verification");
+        let execution_id = tag_value(tags.tags(), "ferry:execution-id").expect("the execution that made it is recorded");
+        assert!(execution_id.contains(&execution.name), "{execution_id} names execution {}", execution.name);
     }
 
     // us-west-2 asked for FSR with disableAfterHours: the state machine waited, then disabled it.
