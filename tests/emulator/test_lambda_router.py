@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -120,3 +122,53 @@ def test_watch_answers_other_than_a_handler_error_are_service_errors():
     assert translate(500, b"panic")[1]["x-amzn-ErrorType"] == "ServiceException"
     status, headers, body = translate(500, b'{"errorType": "Throttled", "errorMessage": "slow"}')
     assert (status, headers["X-Amz-Function-Error"], json.loads(body)["errorType"]) == (200, "Unhandled", "Throttled")
+
+
+def router_faults(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + "/_router/faults", data=data, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_lost_answer_runs_the_function_then_answers_service_exception(router):
+    status, state = router_faults(router, {"function": "ferry-start-copy", "mode": "serviceException", "times": 1})
+    assert status == 200
+    assert state["pending"] == [{"function": "ferry-start-copy", "mode": "serviceException", "times": 1}]
+    client = lambda_client(router)
+    before = len(FakeWatch.received)
+    with pytest.raises(client.exceptions.ServiceException) as raised:
+        client.invoke(FunctionName="ferry-start-copy", Payload=b'{"n": 2}')
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert FakeWatch.received[before:] == [("/2015-03-31/functions/ok/invocations", {"n": 2})], "the function ran"
+    answer = client.invoke(FunctionName="ferry-start-copy", Payload=b'{"n": 3}')
+    assert json.loads(answer["Payload"].read()) == {"echo": {"n": 3}}, "only the next invocation loses its answer"
+    assert router_faults(router)[1]["pending"] == []
+    assert {"function": "ferry-start-copy", "mode": "serviceException"} in router_faults(router)[1]["injected"]
+
+
+def test_a_killed_runtime_runs_the_function_then_answers_runtime_exit_error(router):
+    router_faults(router, {"function": "ok", "mode": "runtimeExit", "times": 1})  # by binary name
+    before = len(FakeWatch.received)
+    answer = lambda_client(router).invoke(FunctionName="ferry-start-copy", Payload=b'{"n": 4}')
+    assert (answer["StatusCode"], answer["FunctionError"]) == (200, "Unhandled")
+    payload = json.loads(answer["Payload"].read())
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert payload["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
+    assert FakeWatch.received[before:] == [("/2015-03-31/functions/ok/invocations", {"n": 4})], "the function ran"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"function": "ferry-start-copy", "mode": "explode"},
+        {"function": "", "mode": "serviceException"},
+        {"function": "ferry-start-copy", "mode": "serviceException", "times": 0},
+        {"function": "ferry-start-copy", "mode": "serviceException", "after": "run"},
+    ],
+)
+def test_bad_faults_are_rejected(router, body):
+    assert router_faults(router, body)[0] == 400

@@ -49,8 +49,17 @@ def post(e: Emulator, path: str, body: bytes) -> tuple[int, dict]:
 def test_config_is_partial_and_validated(fresh):
     e = fresh("--copy-seconds", "3", "--fsr-step-seconds", "4")
     idle = {"actions": [], "times": 0}
-    assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5, "throttle": idle}
-    assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7, "throttle": idle}
+    # No faults by default (test_faults.py covers each switch).
+    faults = {
+        "seed": 0,
+        "throttleFraction": 0.0,
+        "serverErrorFraction": 0.0,
+        "delaySeconds": 0.0,
+        "copyQuotaPerRegion": None,
+        "failNextCopies": {"count": 0, "code": "Server.InternalError", "message": "An internal error has occurred", "region": None},
+    }
+    assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5, "throttle": idle, **faults}
+    assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7, "throttle": idle, **faults}
     assert post(e, "/_ferry/config", b'{"nope": 1}')[0] == 400
     assert post(e, "/_ferry/config", b'{"copySeconds": "x"}')[0] == 400
     assert post(e, "/_ferry/config", b"not json")[0] == 400

@@ -107,23 +107,12 @@ impl LocalAws {
     }
 
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = TcpStream::connect(&self.address).expect("the emulator accepts connections");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        )
-        .expect("request sent");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("response read");
-        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {path}: {head}");
-        serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} {path}: {e}: {payload}"))
+        http_json(&self.address, method, path, body)
     }
 
-    /// Changes the emulator's behaviour (`copySeconds`, `fsrStepSeconds`, `fsrQuotaPerRegion`).
+    /// Changes the emulator's behaviour (`copySeconds`, `fsrStepSeconds`, `fsrQuotaPerRegion`,
+    /// and the fault switches: `throttle`, `seed`, `throttleFraction`, `serverErrorFraction`,
+    /// `delaySeconds`, `copyQuotaPerRegion`, `failNextCopies`; tests/emulator/README.md).
     pub fn configure(&self, settings: Value) -> Value {
         self.control("POST", "/_ferry/config", Some(settings))
     }
@@ -144,10 +133,39 @@ impl LocalAws {
         self.calls().iter().filter(|call| call["action"] == action).count()
     }
 
+    /// What the fault switches did: `peakCopiesInFlight` and `copiesInFlight` per Region,
+    /// `resourceLimitExceeded` per Region, `throttled` and `serverErrors` per service, `delayed`,
+    /// `failedCopies`.
+    pub fn stats(&self) -> Value {
+        self.control("GET", "/_ferry/stats", None)
+    }
+
+    /// Re-points a snapshot's KMS key (drift: a replica later found under another key).
+    pub fn tamper(&self, snapshot_id: &str, kms_key_id: &str) -> Value {
+        self.control("POST", "/_ferry/tamper", Some(json!({ "snapshotId": snapshot_id, "kmsKeyId": kms_key_id })))
+    }
+
     /// Every EventBridge entry published.
     pub fn events(&self) -> Vec<Value> {
         self.control("GET", "/_ferry/events", None).as_array().cloned().unwrap_or_default()
     }
+}
+
+/// One JSON request to a local control endpoint (`host:port`); panics unless it answers 200.
+pub(crate) fn http_json(address: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut stream = TcpStream::connect(address).expect("the local endpoint accepts connections");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {path}: {head}");
+    serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} {path}: {e}: {payload}"))
 }
 
 impl Drop for LocalAws {

@@ -54,7 +54,8 @@ pub const EVENT_BUS: &str = "default";
 /// run at once.
 const INSTANCES: usize = 2;
 
-/// Every Wait state waits this long; every Retry pauses this long (the ASL keeps its values).
+/// Every Wait state waits this long; every Retry pauses this long by default (the ASL keeps its
+/// values; [`LocalStepFunctions::set_retry_pause`] changes the pause).
 const WAIT_MILLISECONDS: u64 = 250;
 const RETRY_MILLISECONDS: u64 = 100;
 
@@ -64,8 +65,9 @@ pub fn function_arn(binary: &str) -> String {
 }
 
 /// `statemachine/ferry.asl.json` with its placeholders replaced as CloudFormation would.
+/// `FERRY_ASL_DEFINITION=path` runs another definition instead (to try a change to the ASL).
 pub fn definition() -> Value {
-    let path = repo_root().join("statemachine/ferry.asl.json");
+    let path = std::env::var_os("FERRY_ASL_DEFINITION").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| repo_root().join("statemachine/ferry.asl.json"));
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (key, binary) in FUNCTION_ARNS {
         text = text.replace(&format!("${{{key}}}"), &function_arn(binary));
@@ -186,6 +188,8 @@ pub struct LocalStepFunctions {
     /// How long start took.
     pub startup: Duration,
     runs: AtomicUsize,
+    /// How long every Retry pauses (the ASL's intervals are replaced by this fixed pause).
+    retry_pause: Duration,
 }
 
 impl LocalStepFunctions {
@@ -295,7 +299,28 @@ impl LocalStepFunctions {
             log_dir,
             startup,
             runs: AtomicUsize::new(0),
+            retry_pause: Duration::from_millis(RETRY_MILLISECONDS),
         }
+    }
+
+    /// Every Retry pauses `pause` instead of the default 100 ms, for the executions run from now
+    /// on (e.g. to give a retrier's `MaxAttempts` the span of time it has on AWS).
+    pub fn set_retry_pause(&mut self, pause: Duration) {
+        self.retry_pause = pause;
+    }
+
+    /// The next `times` invocations of `function` (binary name, e.g. `start-copy`) run to the
+    /// end, and then their answer is lost the way Lambda loses it: `mode` `serviceException`
+    /// (HTTP 500, Step Functions' `Lambda.ServiceException`) or `runtimeExit` (the runtime was
+    /// killed: `X-Amz-Function-Error: Unhandled`, errorType `Runtime.ExitError`).
+    pub fn lose_answers(&self, function: &str, mode: &str, times: u32) {
+        let router = self.lambda_endpoint.trim_start_matches("http://");
+        crate::local_aws::http_json(router, "POST", "/_router/faults", Some(json!({"function": function, "mode": mode, "times": times})));
+    }
+
+    /// The router's faults: `{"pending": [...], "injected": [{"function", "mode"}...]}`.
+    pub fn router_faults(&self) -> Value {
+        crate::local_aws::http_json(self.lambda_endpoint.trim_start_matches("http://"), "GET", "/_router/faults", None)
     }
 
     /// Runs one execution to its end.
@@ -313,7 +338,7 @@ impl LocalStepFunctions {
             "region": "us-east-1",
             "eventsEndpoint": self.emulator_endpoint,
             "waitMilliseconds": WAIT_MILLISECONDS,
-            "retryMilliseconds": RETRY_MILLISECONDS,
+            "retryMilliseconds": self.retry_pause.as_millis() as u64,
         });
         let stderr_path = self.log_dir.join("runner.log");
         let mut child = tokio::process::Command::new(node())

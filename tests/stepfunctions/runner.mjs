@@ -14,13 +14,15 @@
 // }
 // Task states with Lambda ARNs invoke through the AWS SDK's Lambda client: point
 // AWS_ENDPOINT_URL_LAMBDA at the Invoke API (with AWS_REGION and credentials in the environment).
+// They are invoked as Step Functions invokes them (invokeLambda below): one attempt, and a
+// failed Invoke call is the error `Lambda.<exception>` that Retry and Catch route on.
 //
 // result: { "executions": [ { "name", "status": "SUCCEEDED" | "FAILED", "output", "error",
 //   "cause", "stateTransitions", "history": [ {type, state, index?, error?, cause?, input?, output?} ] } ] }
 //
 // State transitions are counted as AWS bills them: one per state entered (states inside Map
 // iterations included, the Map state itself too) and one per retry of a state.
-import { registerHooks } from 'node:module';
+import { createRequire, registerHooks } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -90,10 +92,40 @@ async function putEvents(parameters) {
 }
 const integrations = { 'arn:aws:states:::events:putEvents': putEvents };
 
+// Lambda Tasks, invoked as Step Functions invokes them. The interpreter's own Lambda client uses
+// the SDK's default retries (3 attempts: a 5xx answer would be retried inside the Task, invoking
+// the function again unseen by the state machine) and names a failed Invoke by the bare
+// exception (`ServiceException`), which no `Lambda.*` retrier matches. Step Functions reports a
+// Lambda service failure as `Lambda.<exception>` (`Lambda.ServiceException`, …) and a call
+// that got no answer at all as `Lambda.SdkClientException`. A function error is named by its
+// errorType, with the interpreter's own cause, as before.
+const { LambdaClient, InvokeCommand } = createRequire(join(modules, 'aws-local-stepfunctions/package.json'))('@aws-sdk/client-lambda');
+const lambda = new LambdaClient({ region: job.region, maxAttempts: 1 });
+function invokeLambda(functionArn) {
+  return async (input) => {
+    let answer;
+    try {
+      answer = await lambda.send(new InvokeCommand({ FunctionName: functionArn, Payload: new TextEncoder().encode(JSON.stringify(input)) }));
+    } catch (error) {
+      throw named(error.$metadata?.httpStatusCode ? `Lambda.${error.name}` : 'Lambda.SdkClientException', error.message);
+    }
+    const payload = answer.Payload?.length ? JSON.parse(new TextDecoder().decode(answer.Payload)) : null;
+    if (answer.FunctionError) {
+      const error = new Error(`${payload?.errorType}: ${payload?.errorMessage}`, { cause: payload });
+      error.name = payload?.errorType ?? 'Lambda.Unknown';
+      throw error;
+    }
+    return payload;
+  };
+}
+
 const taskResourceLocalHandlers = {};
 const waitTimeOverrides = {};
 const retryIntervalOverrides = {};
 for (const [name, state] of allStates(job.definition)) {
+  if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
+    taskResourceLocalHandlers[name] = invokeLambda(state.Resource);
+  }
   if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:states:::')) {
     taskResourceLocalHandlers[name] =
       integrations[state.Resource] ??

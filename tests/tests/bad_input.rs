@@ -112,5 +112,5 @@ async fn every_bad_input_gets_a_named_error_and_nothing_is_copied_or_deleted() {
         assert!(ferry_calls.iter().any(|call| call["action"] == read), "the key and source cases were checked against AWS ({read})");
     }
     assert!(seed.owned_images(DESTINATION).await.is_empty());
-    eprintln!("FIGURE bad input: {} cases, {named} named errors, 0 copies started, 0 resources deleted", cases.len() + 1);
+    ferry_tests::figure("bad input", &format!("{} cases, {named} named errors, 0 copies started, 0 resources deleted", cases.len() + 1));
 }

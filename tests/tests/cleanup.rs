@@ -60,6 +60,10 @@ async fn a_failed_copy_ferry_made_is_removed_with_its_snapshots_and_the_next_att
     let (copied, _) = poll_until_settled(&aws, &deps, next).await.unwrap();
     assert_eq!(copied["copy"]["status"], "completed");
     run_step(Step::VerifyEncryption, &deps, &copied).await.unwrap();
+    ferry_tests::figure(
+        "cleanup",
+        &format!("a copy AWS failed (key disabled mid-copy) is removed with its snapshots: {} resources deleted (1 image, 2 snapshots), each tagged with this replication; the next attempt copies afresh and verifies", removed.len()),
+    );
 }
 
 #[tokio::test]
@@ -97,4 +101,8 @@ async fn sources_and_untagged_or_foreign_look_alikes_are_never_touched() {
     assert_eq!(checked["copy"]["status"], "failed");
     assert_eq!(seed.describe_image(SOURCE, &image).await.state().map(|s| s.as_str()), Some("available"));
     assert_eq!((aws.count_calls("DeregisterImage"), aws.count_calls("DeleteSnapshot")), (0, 0), "nothing was deleted");
+    ferry_tests::figure(
+        "cleanup look-alikes",
+        "2 failed look-alike copies (untagged; tagged for another replication) and a document pointing at the source itself: 0 deregistered, 0 deleted",
+    );
 }

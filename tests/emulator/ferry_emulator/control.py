@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -135,6 +136,72 @@ def _throttled_response(environ: dict[str, Any], start_response: Callable, servi
     return [body]
 
 
+_SERVER_ERRORS = {
+    # EC2's query-protocol error codes for HTTP 500 and 503 (EC2 API reference, error codes).
+    ("ec2", 500): ("InternalError", "An internal error has occurred."),
+    ("ec2", 503): ("Unavailable", "The server is overloaded and can't handle the request."),
+    # KMS (JSON protocol): its own internal error, and the common 503 error of every AWS API.
+    ("kms", 500): ("KMSInternalException", "The request was rejected because an internal exception occurred. The request can be retried."),
+    ("kms", 503): ("ServiceUnavailable", "The request has failed due to a temporary failure of the server."),
+}
+
+
+def _server_error_response(environ: dict[str, Any], start_response: Callable, service: str, status: int) -> list[bytes]:
+    """An HTTP 500/503 in the caller's protocol, with the service's own error code."""
+    request_id = str(uuid.uuid4())
+    code, message = _SERVER_ERRORS[(service, status)]
+    if environ.get("HTTP_X_AMZ_TARGET"):  # JSON protocols
+        body = json.dumps({"__type": code, "message": message}).encode()
+        content_type = "application/x-amz-json-1.1"
+    else:
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        content_type = "text/xml;charset=UTF-8"
+    reason = "Internal Server Error" if status == 500 else "Service Unavailable"
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", content_type), ("Content-Length", str(len(body))), ("x-amzn-RequestId", request_id)],
+    )
+    return [body]
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _tamper(body: dict[str, Any]) -> dict[str, Any]:
+    """Re-points a snapshot's KmsKeyId (drift: a replica later found under another key)."""
+    snapshot_id, key_ref, region = body.get("snapshotId"), body.get("kmsKeyId"), body.get("region")
+    if set(body) - {"snapshotId", "kmsKeyId", "region"}:
+        raise ValueError('tamper takes {"snapshotId": str, "kmsKeyId": str, "region": str (optional)}')
+    if not isinstance(snapshot_id, str) or not snapshot_id or not isinstance(key_ref, str) or not key_ref:
+        raise ValueError("snapshotId and kmsKeyId must be non-empty strings")
+    if region is not None and not isinstance(region, str):
+        raise ValueError("region must be a string")
+    from moto.ec2.models import ec2_backends
+
+    with state.LOCK:
+        for account, regional in list(ec2_backends.items()):
+            # dict.items: only the Regions already in use (indexing would create the others).
+            for name, backend in list(dict.items(regional)):
+                if region not in (None, name) or snapshot_id not in backend.snapshots:
+                    continue
+                snapshot = backend.snapshots[snapshot_id]
+                previous = snapshot.kms_key_id
+                try:
+                    from .patches.common import resolve_key_arn
+
+                    key_arn = resolve_key_arn(account, name, key_ref)
+                except Exception:  # noqa: BLE001 - plain moto: keep the reference as given
+                    key_arn = key_ref
+                snapshot.kms_key_id = key_arn
+                snapshot.encrypted = True
+                return {"snapshotId": snapshot_id, "region": name, "kmsKeyId": key_arn, "previousKmsKeyId": previous}
+    raise _NotFound(f"no snapshot {snapshot_id} in any Region in use")
+
+
 class FerryMiddleware:
     """Intercepts /_ferry/*, records AWS calls, settles due timers, then calls moto."""
 
@@ -151,8 +218,19 @@ class FerryMiddleware:
         if environ.get("HTTP_AUTHORIZATION"):  # an AWS API call (moto-api calls are unsigned)
             call, put_events = _describe_call(environ)
             if state.take_throttle(call["action"]):
+                state.count_throttled(call["service"])
                 state.record_call({**call, "throttled": True})
                 return _throttled_response(environ, start_response, call["service"])
+            fault, delay = state.draw_fault(call["service"])
+            if delay > 0:
+                time.sleep(delay)
+            if fault == "throttle":
+                state.record_call({**call, "throttled": True})
+                return _throttled_response(environ, start_response, call["service"])
+            if fault == "serverError":
+                status = state.server_error_kind()
+                state.record_call({**call, "serverError": status})
+                return _server_error_response(environ, start_response, call["service"], status)
             state.record_call(call)
             if put_events is not None:
                 state.record_events(_event_entries(call["region"], put_events))
@@ -189,9 +267,17 @@ class FerryMiddleware:
             if endpoint == "events" and method == "GET":
                 with state.LOCK:
                     return _json_response(start_response, 200, list(state.EVENTS))
+            if endpoint == "stats" and method == "GET":
+                if self.on_request is not None:
+                    self.on_request()  # copies that are due stop counting first
+                return _json_response(start_response, 200, state.stats())
+            if endpoint == "tamper" and method == "POST":
+                return _json_response(start_response, 200, _tamper(body))
         except ValueError as err:
             return _json_response(start_response, 400, {"error": str(err)})
+        except _NotFound as err:
+            return _json_response(start_response, 404, {"error": str(err)})
 
-        known = {"config", "advance", "calls", "events"}
+        known = {"config", "advance", "calls", "events", "stats", "tamper"}
         status = 405 if endpoint in known else 404
         return _json_response(start_response, status, {"error": f"no such endpoint: {method} {path}"})

@@ -11,6 +11,18 @@ Unhandled` and that body, which is what Step Functions' Retry and Catch route on
 function is Lambda's 404 `ResourceNotFoundException`. Only synchronous (`RequestResponse`)
 invocations are served. Every other request is proxied to the emulator unchanged.
 
+Crash faults (`POST /_router/faults {"function": NAME, "mode": MODE, "times": N}`): the next N
+invocations of NAME (a function name or its binary) run to the end, so whatever the function
+did in AWS is done, and then their answer is lost the way Lambda loses it:
+
+- `serviceException`: HTTP 500 `ServiceException`, as Lambda answers when the service fails
+  around an invocation. Step Functions reports it as `Lambda.ServiceException`.
+- `runtimeExit`: HTTP 200 with `X-Amz-Function-Error: Unhandled` and errorType
+  `Runtime.ExitError`, as Lambda answers when the runtime process is killed (out of memory,
+  a crash) before it returns. Step Functions reports such a crash as `Lambda.Unknown`.
+
+`GET /_router/faults` answers `{"pending": [...], "injected": [{"function", "mode"}...]}`.
+
 Process contract as the emulator's: one `FERRY_LAMBDA_ROUTER_READY http://127.0.0.1:PORT` line on
 stdout when ready, exit at stdin EOF or SIGTERM.
 """
@@ -60,11 +72,63 @@ def translate(status: int, body: bytes) -> tuple[int, dict[str, str], bytes]:
     return 500, {"x-amzn-ErrorType": "ServiceException"}, json.dumps({"Type": "Service", "message": message}).encode()
 
 
+FAULT_MODES = ("serviceException", "runtimeExit")
+
+
+class Faults:
+    """Answers the router loses on purpose after the function ran (POST /_router/faults)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[dict[str, Any]] = []
+        self.injected: list[dict[str, str]] = []
+
+    def add(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or set(body) - {"function", "mode", "times"}:
+            raise ValueError('faults take {"function": name, "mode": "serviceException" | "runtimeExit", "times": int}')
+        function, mode, times = body.get("function"), body.get("mode"), body.get("times", 1)
+        if not isinstance(function, str) or not function:
+            raise ValueError("function must be a function name or binary")
+        if mode not in FAULT_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be an integer >= 1")
+        with self.lock:
+            self.pending.append({"function": function, "mode": mode, "times": times})
+        return self.state()
+
+    def take(self, name: str, binary: str) -> str | None:
+        """The fault for this invocation, if one is pending for the function."""
+        with self.lock:
+            for fault in self.pending:
+                if fault["function"] in (name, binary):
+                    fault["times"] -= 1
+                    if fault["times"] == 0:
+                        self.pending.remove(fault)
+                    self.injected.append({"function": name, "mode": fault["mode"]})
+                    return fault["mode"]
+        return None
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"pending": [dict(f) for f in self.pending], "injected": list(self.injected)}
+
+
+def lost_answer(mode: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
+    """Lambda's answer for an invocation whose function ran but whose answer was lost."""
+    if mode == "runtimeExit":
+        payload = {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"}
+        return 200, {"X-Amz-Executed-Version": "$LATEST", "X-Amz-Function-Error": "Unhandled"}, json.dumps(payload).encode()
+    message = "Lambda encountered an internal error: the function ran, but its answer was lost (injected by ferry's Lambda router)"
+    return 500, {"x-amzn-ErrorType": "ServiceException"}, json.dumps({"Type": "Service", "message": message}).encode()
+
+
 class Router:
     def __init__(self, emulator: str, lambda_url: str, functions: dict[str, str]):
         self.emulator = urlsplit(emulator)
         self.lambda_url = urlsplit(lambda_url)
         self.functions = functions
+        self.faults = Faults()
 
     @staticmethod
     def _send(target: Any, method: str, path: str, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -91,6 +155,7 @@ class Router:
             return 400, {"x-amzn-ErrorType": "InvalidParameterValueException", "x-amzn-RequestId": request_id}, json.dumps(
                 {"Type": "User", "message": message}
             ).encode()
+        fault = self.faults.take(name, binary)
         status, _headers, answer = self._send(
             self.lambda_url,
             "POST",
@@ -99,8 +164,18 @@ class Router:
             body,
             timeout=900,
         )
-        status, extra, answer = translate(status, answer)
+        status, extra, answer = lost_answer(fault, request_id) if fault else translate(status, answer)
         return status, {**extra, "x-amzn-RequestId": request_id, "Content-Type": "application/json"}, answer
+
+    def control(self, method: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """GET/POST /_router/faults."""
+        headers = {"Content-Type": "application/json"}
+        try:
+            if method == "POST":
+                return 200, headers, json.dumps(self.faults.add(json.loads(body or b"{}"))).encode()
+            return 200, headers, json.dumps(self.faults.state()).encode()
+        except ValueError as error:
+            return 400, headers, json.dumps({"error": str(error)}).encode()
 
     def proxy(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP}
@@ -137,6 +212,8 @@ def _handler(router: Router) -> type[BaseHTTPRequestHandler]:
             try:
                 if self.command == "POST" and match:
                     self._answer(*router.invoke(match.group("name"), headers, body))
+                elif path == "/_router/faults" and self.command in ("GET", "POST"):
+                    self._answer(*router.control(self.command, body))
                 else:
                     self._answer(*router.proxy(self.command, self.path, dict(self.headers.items()), body))
             except OSError as error:  # the backend is gone or timed out

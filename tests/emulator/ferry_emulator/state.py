@@ -6,6 +6,7 @@ may call helpers that take it again).
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,14 +21,40 @@ CONFIG: dict[str, Any] = {
     "fsrQuotaPerRegion": 5,
     # The next `times` calls of these actions are throttled (see take_throttle).
     "throttle": {"actions": [], "times": 0},
+    # Random faults on EC2 and KMS calls (see draw_fault), drawn from one seeded RNG.
+    "seed": 0,
+    "throttleFraction": 0.0,
+    "serverErrorFraction": 0.0,
+    "delaySeconds": 0.0,
+    # Snapshot copies in flight per destination Region; None: no limit (see copy_admitted).
+    "copyQuotaPerRegion": None,
+    # The next `count` copies end failed/error with this code and message (see take_copy_failure).
+    "failNextCopies": {"count": 0, "code": "Server.InternalError", "message": "An internal error has occurred", "region": None},
 }
-_CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int}
+_CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int, "delaySeconds": float}
+_FRACTIONS = ("throttleFraction", "serverErrorFraction")
+# Services whose calls the random faults apply to (SigV4 signing names).
+FAULT_SERVICES = ("ec2", "kms")
+
+RNG = random.Random(0)
 
 _offset_seconds = 0.0
 
 # Every AWS API call and every EventBridge PutEvents entry received, in order.
 CALLS: list[dict[str, Any]] = []
 EVENTS: list[dict[str, Any]] = []
+
+# What the fault switches did, for GET /_ferry/stats.
+STATS: dict[str, Any] = {
+    "throttled": {},  # service -> answers
+    "serverErrors": {},  # service -> answers
+    "delayed": 0,
+    "resourceLimitExceeded": {},  # Region -> refused copies
+    "peakCopiesInFlight": {},  # Region -> snapshot copies
+    "failedCopies": 0,
+}
+# Region -> snapshot copies in flight now (kept by patches/copies.py).
+IN_FLIGHT: dict[str, int] = {}
 
 
 def now() -> float:
@@ -56,11 +83,30 @@ def offset() -> float:
 
 def update_config(partial: dict[str, Any]) -> dict[str, Any]:
     """Apply a partial config; unknown keys or bad values raise ValueError."""
+    global RNG
     with LOCK:
         new = dict(CONFIG)
         for key, value in partial.items():
             if key == "throttle":
                 new[key] = _throttle_config(value)
+                continue
+            if key == "seed":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError("seed must be an integer")
+                new[key] = value
+                continue
+            if key in _FRACTIONS:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise ValueError(f"{key} must be a number from 0 to 1")
+                new[key] = float(value)
+                continue
+            if key == "copyQuotaPerRegion":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    raise ValueError("copyQuotaPerRegion must be an integer >= 1, or null for no limit")
+                new[key] = value
+                continue
+            if key == "failNextCopies":
+                new[key] = _fail_copies_config(value)
                 continue
             if key not in _CONFIG_TYPES:
                 raise ValueError(f"unknown config key {key!r}")
@@ -69,8 +115,30 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
             if value < 0:
                 raise ValueError(f"{key} must be >= 0")
             new[key] = _CONFIG_TYPES[key](value)
+        if new["throttleFraction"] + new["serverErrorFraction"] > 1:
+            raise ValueError("throttleFraction + serverErrorFraction must be <= 1")
+        if "seed" in partial:
+            RNG = random.Random(new["seed"])
         CONFIG.update(new)
         return dict(CONFIG)
+
+
+def _fail_copies_config(value: Any) -> dict[str, Any]:
+    """``{"count": N, "message": str, "code": str, "region": str | None}``: the next N copies
+    (to ``region`` only, when given) end failed/error."""
+    if not isinstance(value, dict) or set(value) - {"count", "message", "code", "region"}:
+        raise ValueError('failNextCopies must be {"count": int, "message": str, "code": str, "region": str}')
+    count = value.get("count", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError("failNextCopies.count must be an integer >= 0")
+    current = CONFIG["failNextCopies"]
+    message, code = value.get("message", current["message"]), value.get("code", current["code"])
+    if not isinstance(message, str) or not message or not isinstance(code, str) or not code:
+        raise ValueError("failNextCopies.message and failNextCopies.code must be non-empty strings")
+    region = value.get("region")
+    if region is not None and (not isinstance(region, str) or not region):
+        raise ValueError("failNextCopies.region must be a Region name")
+    return {"count": count, "code": code, "message": message, "region": region}
 
 
 def _throttle_config(value: Any) -> dict[str, Any]:
@@ -93,6 +161,82 @@ def take_throttle(action: str | None) -> bool:
             return False
         CONFIG["throttle"] = {**throttle, "times": throttle["times"] - 1}
         return True
+
+
+def draw_fault(service: str | None) -> tuple[str | None, float]:
+    """The random fault for one call of ``service``: ``("throttle" | "serverError" | None,
+    delay in seconds)``. Only EC2 and KMS calls are faulted; each call draws from the seeded RNG."""
+    if service not in FAULT_SERVICES:
+        return None, 0.0
+    with LOCK:
+        throttle, server = CONFIG["throttleFraction"], CONFIG["serverErrorFraction"]
+        delay = CONFIG["delaySeconds"]
+        fault = None
+        if throttle or server:
+            draw = RNG.random()
+            fault = "throttle" if draw < throttle else "serverError" if draw < throttle + server else None
+        if fault is not None:
+            counts = STATS["throttled" if fault == "throttle" else "serverErrors"]
+            counts[service] = counts.get(service, 0) + 1
+        if delay > 0:
+            STATS["delayed"] += 1
+        return fault, delay
+
+
+def count_throttled(service: str | None) -> None:
+    """A call throttled by the ``throttle`` switch (counted in the stats as well)."""
+    with LOCK:
+        key = service or "unknown"
+        STATS["throttled"][key] = STATS["throttled"].get(key, 0) + 1
+
+
+def server_error_kind() -> int:
+    """500 or 503, drawn from the seeded RNG."""
+    with LOCK:
+        return 500 if RNG.random() < 0.5 else 503
+
+
+def copy_admitted(region: str, snapshots: int) -> int | None:
+    """Call under LOCK before a copy starts: None if ``snapshots`` more copies fit in the
+    Region's quota (they are then counted in flight), else the quota that refused them."""
+    quota = CONFIG["copyQuotaPerRegion"]
+    in_flight = IN_FLIGHT.get(region, 0)
+    if quota is not None and in_flight + snapshots > quota:
+        STATS["resourceLimitExceeded"][region] = STATS["resourceLimitExceeded"].get(region, 0) + 1
+        return quota
+    IN_FLIGHT[region] = in_flight + snapshots
+    STATS["peakCopiesInFlight"][region] = max(STATS["peakCopiesInFlight"].get(region, 0), IN_FLIGHT[region])
+    return None
+
+
+def copies_settled(region: str, snapshots: int) -> None:
+    """Copies that completed or failed stop counting against the quota."""
+    with LOCK:
+        IN_FLIGHT[region] = max(0, IN_FLIGHT.get(region, 0) - snapshots)
+
+
+def take_copy_failure(region: str) -> tuple[str, str] | None:
+    """``(code, message)`` if the copy starting now in ``region`` is one of the next ``failNextCopies``."""
+    with LOCK:
+        fail = CONFIG["failNextCopies"]
+        if fail["count"] <= 0 or fail["region"] not in (None, region):
+            return None
+        CONFIG["failNextCopies"] = {**fail, "count": fail["count"] - 1}
+        STATS["failedCopies"] += 1
+        return fail["code"], fail["message"]
+
+
+def stats() -> dict[str, Any]:
+    with LOCK:
+        return {
+            "peakCopiesInFlight": dict(STATS["peakCopiesInFlight"]),
+            "copiesInFlight": {region: n for region, n in IN_FLIGHT.items()},
+            "resourceLimitExceeded": dict(STATS["resourceLimitExceeded"]),
+            "throttled": dict(STATS["throttled"]),
+            "serverErrors": dict(STATS["serverErrors"]),
+            "delayed": STATS["delayed"],
+            "failedCopies": STATS["failedCopies"],
+        }
 
 
 def record_call(call: dict[str, Any]) -> None:

@@ -4,6 +4,11 @@ A copy creates its image/snapshots at once in state ``pending``; they settle whe
 emulator clock passes ``copySeconds`` after the call (``settle_due`` runs before every
 request). The destination KMS key is checked only then, as EBS does asynchronously: a
 missing, disabled, pending-deletion or non-symmetric key fails the copy.
+
+Fault switches (``state.CONFIG``): ``copyQuotaPerRegion`` bounds the snapshot copies in flight
+per destination Region (an AMI copy counts one per snapshot; beyond it the call answers
+``ResourceLimitExceeded``), and ``failNextCopies`` makes the next copies end failed/error with
+a given message.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class CopyJob:
     image_id: str | None = None
     key_ref: str | None = None  # the destination key, None for unencrypted copies
     done: bool = False
+    # (StateReason code, message) when failNextCopies picked this copy to fail.
+    forced_failure: tuple[str, str] | None = None
 
 
 PENDING: list[CopyJob] = []
@@ -99,12 +106,12 @@ def _snapshots(job: CopyJob, backend: Any) -> list[Snapshot]:
 
 
 def _finish(job: CopyJob, backend: Any) -> None:
-    problem = key_problem(job.account_id, job.region, job.key_ref) if job.key_ref else None
+    problem = job.forced_failure or (key_problem(job.account_id, job.region, job.key_ref) if job.key_ref else None)
     image = backend.amis.get(job.image_id) if job.image_id else None
     for snap in _snapshots(job, backend):
         if problem:
             snap.status = "error"
-            snap.state_message = KEY_NOT_ACCESSIBLE
+            snap.state_message = job.forced_failure[1] if job.forced_failure else KEY_NOT_ACCESSIBLE
         else:
             snap.status = "completed"
             snap._ferry_progress = "100%"
@@ -116,11 +123,25 @@ def _finish(job: CopyJob, backend: Any) -> None:
         else:
             image.state = "available"
     job.done = True
+    state.copies_settled(job.region, len(job.snapshot_ids))
+
+
+def _admit(region: str, snapshots: int) -> None:
+    """The concurrent-copy quota of the destination Region (call under state.LOCK, before
+    anything is created). AWS's answer and message when it is full."""
+    quota = state.copy_admitted(region, snapshots)
+    if quota is not None:
+        raise ec2_error(
+            "ResourceLimitExceeded",
+            f"Too many snapshot copies in progress. The limit is {quota} for this destination region.",
+        )
 
 
 def _start(job_kwargs: dict[str, Any]) -> None:
     now = state.now()
-    PENDING.append(CopyJob(started=now, due=now + state.CONFIG["copySeconds"], **job_kwargs))
+    job = CopyJob(started=now, due=now + state.CONFIG["copySeconds"], **job_kwargs)
+    job.forced_failure = state.take_copy_failure(job.region)
+    PENDING.append(job)
 
 
 # --- shared pieces ----------------------------------------------------------------------
@@ -218,6 +239,10 @@ def copy_image(self: AmisResponse) -> ActionResult:
             image_tags = {**inherited, **image_tags}
             validate_tags(image_tags)
 
+        _admit(
+            region,
+            sum(1 for m in source.block_device_mappings if (m.get("Ebs") or {}).get("SnapshotId") in source_backend.snapshots),
+        )
         image_id = random_ami_id()
         mappings, snapshot_ids, key_ref = [], [], None
         for mapping in source.block_device_mappings:
@@ -302,6 +327,7 @@ def copy_snapshot(self: ElasticBlockStore) -> ActionResult:
             raise ec2_error("InvalidSnapshot.NotFound", f"The snapshot '{source_id}' does not exist.")
         enc, key = _copy_encryption(backend, source.encrypted, encrypted, kms_key_id)
         description = p("Description")
+        _admit(backend.region_name, 1)
         snap = _new_snapshot(
             backend,
             size=source.volume_size,
