@@ -631,7 +631,6 @@ async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_mach
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ferry bug: the ASL neither retries nor catches a Lambda killed mid-step (Lambda.Unknown / Runtime.ExitError): the whole execution fails uncaught, no Replication Failed event; see docs/FAULTS.md"]
 async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
     let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
     let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
@@ -651,7 +650,6 @@ async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ferry bug: a Lambda-level error the ASL stops retrying (Lambda.ServiceException after 3 retries) is caught by no Catch: the execution fails without a Replication Failed event; see docs/FAULTS.md"]
 async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed() {
     let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
     aliased_key(&world, WEST, "alias/ferry-usw2").await;

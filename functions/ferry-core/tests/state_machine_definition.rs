@@ -8,6 +8,8 @@ use ferry_core::FerryError;
 use serde_json::Value;
 
 const LAMBDA_ERRORS: [&str; 4] = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"];
+/// A crashed or killed function (out of memory, timeout, panic with abort).
+const CRASH_ERRORS: [&str; 3] = ["Lambda.Unknown", "Runtime.ExitError", "Sandbox.Timedout"];
 
 fn definition() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachine/ferry.asl.json");
@@ -35,14 +37,17 @@ fn lambda_tasks() -> Vec<(String, Value)> {
 }
 
 #[test]
-fn every_lambda_task_catches_exactly_the_named_errors_and_nothing_else() {
+fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_name() {
     let declared: BTreeSet<String> = FerryError::NAMES.iter().map(|n| n.to_string()).collect();
+    let infrastructure: BTreeSet<String> = LAMBDA_ERRORS.iter().chain(&CRASH_ERRORS).chain(&["States.Timeout"]).map(|n| n.to_string()).collect();
     let tasks = lambda_tasks();
     assert_eq!(tasks.len(), 7, "plan, start, check, verify, tag, enable and disable FSR");
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
-        assert_eq!(catches.len(), 1, "{name}");
-        assert_eq!(names(&catches[0]), declared, "{name} catches exactly FerryError::NAMES");
+        assert_eq!(catches.len(), 2, "{name}");
+        assert_eq!(names(&catches[0]), declared, "{name} catches exactly FerryError::NAMES first");
+        assert_eq!(names(&catches[1]), infrastructure, "{name} then crashes and Lambda service failures, named");
+        assert_eq!(catches[0]["Next"], catches[1]["Next"], "{name}: both reach the failure path");
     }
     let text = definition().to_string();
     assert!(!text.contains("States.ALL"), "no catch-all hides causes");
@@ -53,7 +58,8 @@ fn every_lambda_task_has_the_standard_retry_block_and_retries_only_retryable_nam
     for (name, task) in lambda_tasks() {
         let retries = task["Retry"].as_array().unwrap();
         assert_eq!(names(&retries[0]), LAMBDA_ERRORS.iter().map(|n| n.to_string()).collect(), "{name}");
-        for retry in &retries[1..] {
+        assert_eq!(names(&retries[1]), CRASH_ERRORS.iter().map(|n| n.to_string()).collect(), "{name}: a crashed function is retried (every step is idempotent)");
+        for retry in &retries[2..] {
             for error in names(retry) {
                 assert!(FerryError::RETRYABLE.contains(&error.as_str()), "{name} retries {error}");
             }
