@@ -272,7 +272,6 @@ async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_so
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ferry bug: deliveries that start at the same instant race between start-copy's lineage-tag lookup and CopySnapshot (which has no ClientToken): a snapshot source gets a second, verified copy; see docs/FAULTS.md"]
 async fn every_trigger_event_delivered_three_times_at_the_same_instant_makes_exactly_one_copy() {
     let started = Instant::now();
     let (world, keys, image, snapshots, events) = duplicates_world(1.0).await;

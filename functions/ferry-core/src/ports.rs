@@ -76,6 +76,8 @@ pub struct ImageInfo {
     pub root_device_type: String,
     pub snapshots: Vec<DeviceSnapshot>,
     pub tags: Vec<Tag>,
+    /// RFC 3339 creation time, as EC2 reports it.
+    pub created: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub struct SnapshotInfo {
     pub encrypted: bool,
     pub kms_key_id: Option<String>,
     pub tags: Vec<Tag>,
+    /// RFC 3339 start time, as EC2 reports it.
+    pub created: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

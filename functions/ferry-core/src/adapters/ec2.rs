@@ -65,6 +65,7 @@ fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
             })
             .collect(),
         tags: domain_tags(image.tags()),
+        created: image.creation_date().map(str::to_string),
     }
 }
 
@@ -77,6 +78,7 @@ fn snapshot_info(snapshot: &aws_sdk_ec2::types::Snapshot) -> SnapshotInfo {
         encrypted: snapshot.encrypted().unwrap_or(false),
         kms_key_id: snapshot.kms_key_id().map(str::to_string),
         tags: domain_tags(snapshot.tags()),
+        created: snapshot.start_time().and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
     }
 }
 

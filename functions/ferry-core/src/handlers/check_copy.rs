@@ -1,6 +1,7 @@
 //! check-copy: reads the copy's state once and returns it as data. It never waits. A copy AWS
 //! failed is removed on the spot, with its snapshots, if and only if the resources' own tags say
-//! this replication made them.
+//! this replication made them; so is a duplicate copy of the same replication, once it completes
+//! (the earliest copy is kept).
 
 use tracing::{info, warn};
 
@@ -8,8 +9,8 @@ use crate::deps::Deps;
 use crate::document::{CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
-use crate::ports::{ImageInfo, SnapshotInfo};
-use crate::rules::lineage::owned_by_replication;
+use crate::ports::{ImageInfo, SnapshotInfo, Tag};
+use crate::rules::lineage::{self, owned_by_replication};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::status::{read_image, read_snapshots, CopyReading};
 
@@ -45,14 +46,51 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         let next = document.options.attempt.unwrap_or(1) + 1;
         format!("{failure}. Fix the cause, then rerun with options.attempt = {next}")
     });
-    if copy.status == CopyStatus::Failed {
-        if let Some(id) = &document.replication_id {
-            copy.cleaned_up = clean_up(deps, &region, id, image.as_ref(), &snapshots).await?;
+    if let Some(id) = document.replication_id.clone() {
+        if copy.status == CopyStatus::Failed {
+            copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
+        } else if copy.status == CopyStatus::Completed {
+            if let Some(canonical) = canonical_copy(deps, &region, &id, kind).await?.filter(|c| *c != copy.destination_id) {
+                // Deliveries that started at the same instant each made a copy: every execution
+                // keeps the earliest, and a duplicate removes its own.
+                warn!(replication_id = %id, duplicate = %copy.destination_id, kept = %canonical, "duplicate copy: keeping the earliest");
+                copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
+                copy.destination_id = canonical;
+                copy.status = CopyStatus::Pending;
+                copy.next_check_seconds = deps.config.poll.min_seconds;
+            }
         }
     }
     info!(destination_id = %copy.destination_id, status = ?copy.status, checks = copy.checks, elapsed, cleaned_up = copy.cleaned_up.len(), "copy checked");
     document.copy = Some(copy);
     Ok(document)
+}
+
+/// The copy every execution of this replication keeps: the earliest created (ties: the lowest id)
+/// of its copies that are not failed.
+async fn canonical_copy(deps: &Deps, region: &str, replication_id: &str, kind: SourceKind) -> Result<Option<String>, FerryError> {
+    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, replication_id)];
+    let copies: Vec<(Option<String>, String)> = match kind {
+        SourceKind::Image => deps
+            .images
+            .find_images_tagged(region, &ownership)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?
+            .into_iter()
+            .filter(|i| i.state == "pending" || i.state == "available")
+            .map(|i| (i.created, i.image_id))
+            .collect(),
+        SourceKind::Snapshot => deps
+            .snapshots
+            .find_snapshots_tagged(region, &ownership)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
+            .into_iter()
+            .filter(|s| s.state == "pending" || s.state == "completed")
+            .map(|s| (s.created, s.snapshot_id))
+            .collect(),
+    };
+    Ok(copies.into_iter().min().map(|(_, id)| id))
 }
 
 /// Deregisters the failed image and deletes its snapshots, each only if its own tags say this
@@ -75,6 +113,6 @@ async fn clean_up(deps: &Deps, region: &str, replication_id: &str, image: Option
             warn!(snapshot_id = %snapshot.snapshot_id, "snapshot is not tagged as this replication's: left alone");
         }
     }
-    info!(replication_id, removed = removed.len(), "failed copy cleaned up");
+    info!(replication_id, removed = removed.len(), "copy removed");
     Ok(removed)
 }
