@@ -241,9 +241,14 @@ async fn via_state_machine(sdk: &aws_config::SdkConfig, arn: &str, requests: &[V
     for request in requests {
         let label = request["destination"]["region"].as_str().unwrap_or("?");
         let progress = Progress::new(label);
-        let started = client.start_execution().state_machine_arn(arn).name(execution_name(request)).input(request.to_string()).send().await;
+        let name = execution_name(request);
+        let started = client.start_execution().state_machine_arn(arn).name(&name).input(request.to_string()).send().await;
         let execution_arn = match started {
             Ok(output) => output.execution_arn().to_string(),
+            // The same request ran before and has finished (names are unique for 90 days): report it.
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_execution_already_exists()) => {
+                format!("{}:{name}", arn.replacen(":stateMachine:", ":execution:", 1))
+            }
             Err(error) => {
                 progress.finish("could not start");
                 eprintln!("error[AwsError]: StartExecution: {}", aws_sdk_sfn::error::DisplayErrorContext(&error));

@@ -103,3 +103,47 @@ fn the_demo_replicates_and_proves_every_snapshot_is_under_its_destination_key() 
     assert_eq!(stdout.matches("= the destination key ✔").count(), 4, "{stdout}");
     assert!(!stdout.contains('✘') && stdout.contains("FSR") && stdout.contains("Replication Succeeded"), "{stdout}");
 }
+
+/// A state machine on the local AWS's Step Functions API (moto runs simple definitions itself):
+/// enough to prove the CLI starts idempotently, follows, reports and sets its exit code.
+async fn state_machine(aws: &LocalAws, name: &str, definition: Value) -> String {
+    let mut stream = std::net::TcpStream::connect(aws.endpoint.trim_start_matches("http://")).unwrap();
+    let body = r#"{"stepfunctions": {"execute_state_machine": true}}"#;
+    use std::io::{Read, Write};
+    write!(stream, "POST /moto-api/config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    stream.read_to_string(&mut String::new()).unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config().await);
+    let created = sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/ferry-state-machine")
+        .send()
+        .await
+        .unwrap();
+    created.state_machine_arn().to_string()
+}
+
+#[tokio::test]
+async fn replicate_through_a_state_machine_starts_once_follows_and_reports_success_or_the_error_name() {
+    let (aws, _seed, image, _) = seeded().await;
+    let succeeding = state_machine(&aws, "ferry-ok", json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}})).await;
+    let args = ["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--state-machine", &succeeding];
+    let first = ferry(&aws, &args);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("succeeded"), "{}", text(&first.stdout));
+    let again = ferry(&aws, &args);
+    assert_eq!(again.status.code(), Some(0), "the same request names the same execution: {}", text(&again.stderr));
+    let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config().await);
+    let executions = sfn.list_executions().state_machine_arn(&succeeding).send().await.unwrap();
+    assert_eq!(executions.executions().len(), 1, "starting is idempotent");
+    let execution_arn = executions.executions()[0].execution_arn().to_string();
+    let status = ferry(&aws, &["status", &execution_arn]);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(text(&status.stdout).contains("SUCCEEDED"), "{}", text(&status.stdout));
+
+    let failing = state_machine(&aws, "ferry-fails", json!({"StartAt": "Failed", "States": {"Failed": {"Type": "Fail", "Error": "KeyNotFound", "Cause": "alias/dr not found in us-west-2"}}})).await;
+    let failed = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--state-machine", &failing]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(text(&failed.stderr).contains("error[KeyNotFound]") && text(&failed.stderr).contains("not found in us-west-2"), "{}", text(&failed.stderr));
+}
