@@ -4,6 +4,7 @@
 pub mod local_aws;
 pub mod seed;
 pub mod state_machine;
+pub mod world;
 
 pub use local_aws::LocalAws;
 pub use seed::Seeder;

@@ -13,47 +13,14 @@ use std::time::{Duration, Instant};
 use ferry_core::audit::{audit, Flag};
 use ferry_core::{Config, FerryError};
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::{figure, poll_until_settled, run_step, Execution, LocalAws, LocalStepFunctions, Seeder, Step};
+use ferry_tests::{figure, poll_until_settled, run_step, Execution, LocalAws, Seeder, Step};
+use ferry_tests::world::{policy, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
-const SOURCE: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 const EUROPE: &str = "eu-west-1";
 const SYDNEY: &str = "ap-southeast-2";
-const SELECTION_TAG: &str = "ferry:replicate";
 
-struct World {
-    // Dropped first: the functions stop before the emulator they talk to.
-    sfn: LocalStepFunctions,
-    aws: LocalAws,
-    seed: Seeder,
-}
-
-/// The local AWS (copies pending for `copy_seconds`) and the state machine with `policy`.
-async fn world(policy: Value, copy_seconds: f64) -> World {
-    let aws = LocalAws::start(copy_seconds);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let sfn = LocalStepFunctions::start(&aws, &policy);
-    World { sfn, aws, seed }
-}
-
-fn policy(destinations: Value, max_copies_in_flight: usize) -> Value {
-    json!({
-        "selection": {"tagKey": SELECTION_TAG, "tagValues": ["true"]},
-        "requireEncryptedSource": true,
-        "sourceRegions": [SOURCE],
-        "copySourceTags": true,
-        "maxCopiesInFlightPerRegion": max_copies_in_flight,
-        "destinations": destinations,
-    })
-}
-
-/// A key in `region` behind `alias`.
-async fn aliased_key(world: &World, region: &str, alias: &str) -> Key {
-    let key = world.seed.key(region).await;
-    world.seed.alias(region, alias, &key).await;
-    key
-}
 
 /// Tags `resources` with the policy's selection tag, in one call.
 async fn select(world: &World, resources: &[String]) {
@@ -199,8 +166,8 @@ fn ec2_and_kms_calls(world: &World) -> usize {
 /// their trigger events.
 async fn duplicates_world(copy_seconds: f64) -> (World, [(&'static str, Key); 2], String, Vec<String>, Vec<Value>) {
     let destinations = json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}, {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"}]);
-    let world = world(policy(destinations, 20), copy_seconds).await;
-    let keys = [(WEST, aliased_key(&world, WEST, "alias/ferry-usw2").await), (EUROPE, aliased_key(&world, EUROPE, "alias/ferry-euw1").await)];
+    let world = World::start(policy(destinations, 20), copy_seconds).await;
+    let keys = [(WEST, world.aliased_key(WEST, "alias/ferry-usw2").await), (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await)];
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let snapshots = source_snapshots(&world, &source_key, 2).await;
@@ -299,8 +266,8 @@ async fn every_trigger_event_delivered_three_times_at_the_same_instant_makes_exa
 /// Returns (replications completed, replications planned, EC2+KMS calls, stats, retries).
 async fn sweep_under(faults: Value, snapshots: usize) -> (World, Execution, usize, usize, Value, BTreeMap<String, usize>) {
     let destinations = json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}, {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"}]);
-    let world = world(policy(destinations, 20), 1.0).await;
-    let keys = [(WEST, aliased_key(&world, WEST, "alias/ferry-usw2").await), (EUROPE, aliased_key(&world, EUROPE, "alias/ferry-euw1").await)];
+    let world = World::start(policy(destinations, 20), 1.0).await;
+    let keys = [(WEST, world.aliased_key(WEST, "alias/ferry-usw2").await), (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await)];
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let sources = source_snapshots(&world, &source_key, snapshots).await;
@@ -368,11 +335,11 @@ async fn with_ten_percent_5xx_answers_and_slow_answers_every_replication_complet
 /// `sources` selected snapshots swept to one Region under an emulator quota of `quota` copies in
 /// flight and a policy that assumes `assumed`.
 async fn quota_run(sources: usize, quota: u64, assumed: usize, retry_pause: Option<Duration>, copy_seconds: f64) -> (World, Execution, Key, Vec<String>) {
-    let mut world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), assumed), copy_seconds).await;
+    let mut world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), assumed), copy_seconds).await;
     if let Some(pause) = retry_pause {
         world.sfn.set_retry_pause(pause);
     }
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let snapshots = source_snapshots(&world, &source_key, sources).await;
     world.aws.configure(json!({"copyQuotaPerRegion": quota}));
@@ -439,10 +406,10 @@ async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
         {"region": SYDNEY, "kmsKeyId": "alias/ferry-apse2"},
     ]);
-    let world = world(policy(destinations, 20), 4.0).await;
-    let west = aliased_key(&world, WEST, "alias/ferry-usw2").await;
-    let europe = aliased_key(&world, EUROPE, "alias/ferry-euw1").await;
-    aliased_key(&world, SYDNEY, "alias/ferry-apse2").await;
+    let world = World::start(policy(destinations, 20), 4.0).await;
+    let west = world.aliased_key(WEST, "alias/ferry-usw2").await;
+    let europe = world.aliased_key(EUROPE, "alias/ferry-euw1").await;
+    world.aliased_key(SYDNEY, "alias/ferry-apse2").await;
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let aws_message = "Snapshot copy failed: the source data could not be read (simulated EBS failure)";
@@ -587,8 +554,8 @@ const STEPS: [&str; 6] = ["plan-replication", "start-copy", "check-copy", "verif
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_machine_and_copies_once() {
     let started = Instant::now();
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
@@ -631,8 +598,8 @@ async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_mach
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
     // The runtime is killed (out of memory, say) after CopySnapshot went through.
@@ -650,8 +617,8 @@ async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
-    aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
     // One attempt and its 3 retries: every answer is lost.

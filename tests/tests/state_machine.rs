@@ -5,45 +5,15 @@
 use std::collections::BTreeSet;
 
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::{Execution, LocalAws, LocalStepFunctions, Seeder};
+use ferry_tests::Execution;
+use ferry_tests::world::{World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
-const SOURCE: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 const EUROPE: &str = "eu-west-1";
-const SELECTION_TAG: &str = "ferry:replicate";
-
-struct World {
-    // Dropped first: the functions stop before the emulator they talk to.
-    sfn: LocalStepFunctions,
-    aws: LocalAws,
-    seed: Seeder,
-}
-
-/// The local AWS (copies pending for `copy_seconds`) and the state machine with `policy`.
-async fn world(policy: Value, copy_seconds: f64) -> World {
-    let aws = LocalAws::start(copy_seconds);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let sfn = LocalStepFunctions::start(&aws, &policy);
-    World { sfn, aws, seed }
-}
 
 fn policy(destinations: Value) -> Value {
-    json!({
-        "selection": {"tagKey": SELECTION_TAG, "tagValues": ["true"]},
-        "requireEncryptedSource": true,
-        "sourceRegions": [SOURCE],
-        "copySourceTags": true,
-        "maxCopiesInFlightPerRegion": 20,
-        "destinations": destinations,
-    })
-}
-
-/// A key in `region` behind `alias`.
-async fn aliased_key(world: &World, region: &str, alias: &str) -> Key {
-    let key = world.seed.key(region).await;
-    world.seed.alias(region, alias, &key).await;
-    key
+    ferry_tests::world::policy(destinations, 20)
 }
 
 /// An AMI in the source Region with two snapshots, each under its own key; `selected` tags it
@@ -127,9 +97,9 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 24}},
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
     ]));
-    let world = world(policy, 3.0).await;
-    let west_key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
-    let europe_key = aliased_key(&world, EUROPE, "alias/ferry-euw1").await;
+    let world = World::start(policy, 3.0).await;
+    let west_key = world.aliased_key(WEST, "alias/ferry-usw2").await;
+    let europe_key = world.aliased_key(EUROPE, "alias/ferry-euw1").await;
     let image = source_image(&world, true).await;
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
@@ -171,10 +141,10 @@ async fn a_missing_key_fails_its_region_with_key_not_found_while_the_other_regio
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2"},
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
     ]));
-    let world = world(policy, 1.0).await;
-    let west_key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy, 1.0).await;
+    let west_key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     // The alias exists, but only in another Region: aliases are Regional.
-    aliased_key(&world, WEST, "alias/ferry-euw1").await;
+    world.aliased_key(WEST, "alias/ferry-euw1").await;
     let image = source_image(&world, true).await;
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
@@ -204,8 +174,8 @@ fn execution_output_of_failed(execution: &Execution) -> Execution {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_disabled_while_the_copy_is_pending_fails_the_execution_with_copy_failed_and_aws_message() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 4.0).await;
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 4.0).await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, true).await;
 
     let event = ami_available(SOURCE, &image);
@@ -233,8 +203,8 @@ async fn a_key_disabled_while_the_copy_is_pending_fails_the_execution_with_copy_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_image_throttled_beyond_the_sdk_retries_is_retried_by_the_state_machine_and_copied_once() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, true).await;
     // The SDK makes 6 attempts per call: 8 throttled answers outlast one invocation.
     world.aws.configure(json!({"throttle": {"actions": ["CopyImage"], "times": 8}}));
@@ -260,9 +230,9 @@ async fn the_same_trigger_event_twice_at_once_and_once_more_later_makes_one_copy
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2"},
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
     ]));
-    let world = world(policy, 1.0).await;
-    aliased_key(&world, WEST, "alias/ferry-usw2").await;
-    aliased_key(&world, EUROPE, "alias/ferry-euw1").await;
+    let world = World::start(policy, 1.0).await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
+    world.aliased_key(EUROPE, "alias/ferry-euw1").await;
     let image = source_image(&world, true).await;
     let event = ami_available(SOURCE, &image);
 
@@ -281,8 +251,8 @@ async fn the_same_trigger_event_twice_at_once_and_once_more_later_makes_one_copy
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ami_without_the_selection_tag_is_skipped_and_nothing_is_copied() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
-    aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, false).await;
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
@@ -297,8 +267,8 @@ async fn an_ami_without_the_selection_tag_is_skipped_and_nothing_is_copied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_without_a_second_copy() {
-    let world = world(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
-    let key = aliased_key(&world, WEST, "alias/ferry-usw2").await;
+    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+    let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     // A console rerun names the source and destination itself: no selection tag needed.
     let image = source_image(&world, false).await;
 

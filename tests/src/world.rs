@@ -1,0 +1,47 @@
+//! The world the state-machine suites run in: the local AWS, its seeder, and the real ASL on a
+//! local interpreter with the real Lambdas behind it.
+
+use serde_json::{json, Value};
+
+use crate::seed::Key;
+use crate::{LocalAws, LocalStepFunctions, Seeder};
+
+pub const SOURCE: &str = "us-east-1";
+/// The policy's selection tag in these suites.
+pub const SELECTION_TAG: &str = "ferry:replicate";
+
+pub struct World {
+    // Dropped first: the functions stop before the emulator they talk to.
+    pub sfn: LocalStepFunctions,
+    pub aws: LocalAws,
+    pub seed: Seeder,
+}
+
+impl World {
+    /// The local AWS (copies pending for `copy_seconds`) and the state machine with `policy`.
+    pub async fn start(policy: Value, copy_seconds: f64) -> World {
+        let aws = LocalAws::start(copy_seconds);
+        let seed = Seeder::new(&aws.sdk_config().await);
+        let sfn = LocalStepFunctions::start(&aws, &policy);
+        World { sfn, aws, seed }
+    }
+
+    /// A key in `region` behind `alias`.
+    pub async fn aliased_key(&self, region: &str, alias: &str) -> Key {
+        let key = self.seed.key(region).await;
+        self.seed.alias(region, alias, &key).await;
+        key
+    }
+}
+
+/// A policy selecting sources in us-east-1 by `SELECTION_TAG=true`, encrypted sources only.
+pub fn policy(destinations: Value, max_copies_in_flight: usize) -> Value {
+    json!({
+        "selection": {"tagKey": SELECTION_TAG, "tagValues": ["true"]},
+        "requireEncryptedSource": true,
+        "sourceRegions": [SOURCE],
+        "copySourceTags": true,
+        "maxCopiesInFlightPerRegion": max_copies_in_flight,
+        "destinations": destinations,
+    })
+}
