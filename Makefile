@@ -9,3 +9,6 @@ test:
 
 setup:
 	scripts/setup
+
+bench: setup
+	scripts/bench
