@@ -45,3 +45,19 @@ pub fn policy(destinations: Value, max_copies_in_flight: usize) -> Value {
         "destinations": destinations,
     })
 }
+
+/// `(detail-type, detail)` of every event source `ferry` published.
+pub fn ferry_events(world: &World) -> Vec<(String, Value)> {
+    world
+        .aws
+        .events()
+        .iter()
+        .filter(|e| e["source"] == "ferry")
+        .map(|e| (e["detailType"].as_str().unwrap_or_default().to_string(), serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// How many of `events` have `detail_type`.
+pub fn count(events: &[(String, Value)], detail_type: &str) -> usize {
+    events.iter().filter(|(kind, _)| kind == detail_type).count()
+}

@@ -14,7 +14,7 @@ use ferry_core::audit::{audit, Flag};
 use ferry_core::{Config, FerryError};
 use ferry_tests::seed::{tag_value, Key};
 use ferry_tests::{figure, poll_until_settled, run_step, Execution, LocalAws, Seeder, Step};
-use ferry_tests::world::{policy, World, SELECTION_TAG, SOURCE};
+use ferry_tests::world::{count, ferry_events, policy, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
 const WEST: &str = "us-west-2";
@@ -95,21 +95,6 @@ fn outcome(execution: &Execution) -> Value {
 
 fn succeeded(execution: &Execution) -> Vec<Value> {
     outcome(execution)["succeeded"].as_array().cloned().unwrap_or_default()
-}
-
-/// `(detail-type, detail)` of every event source `ferry` published.
-fn ferry_events(world: &World) -> Vec<(String, Value)> {
-    world
-        .aws
-        .events()
-        .iter()
-        .filter(|e| e["source"] == "ferry")
-        .map(|e| (e["detailType"].as_str().unwrap_or_default().to_string(), serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null)))
-        .collect()
-}
-
-fn count(events: &[(String, Value)], detail_type: &str) -> usize {
-    events.iter().filter(|(kind, _)| kind == detail_type).count()
 }
 
 /// Every retry the state machine made, by error name.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use ferry_tests::seed::{tag_value, Key};
 use ferry_tests::Execution;
-use ferry_tests::world::{World, SELECTION_TAG, SOURCE};
+use ferry_tests::world::{count, ferry_events, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
 const WEST: &str = "us-west-2";
@@ -69,21 +69,6 @@ async fn assert_replica_encrypted_under(world: &World, region: &str, image: &str
         assert_eq!(snapshot.encrypted(), Some(true), "{snapshot:?}");
         assert_eq!(snapshot.kms_key_id(), Some(key.arn.as_str()), "{snapshot:?}");
     }
-}
-
-/// `(detail-type, detail)` of every event source `ferry` published.
-fn ferry_events(world: &World) -> Vec<(String, Value)> {
-    world
-        .aws
-        .events()
-        .iter()
-        .filter(|e| e["source"] == "ferry")
-        .map(|e| (e["detailType"].as_str().unwrap_or_default().to_string(), serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null)))
-        .collect()
-}
-
-fn count(events: &[(String, Value)], detail_type: &str) -> usize {
-    events.iter().filter(|(kind, _)| kind == detail_type).count()
 }
 
 /// Copy calls that reached EC2 (throttled ones excluded).
