@@ -950,7 +950,7 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "",
         "**Detection lag** is, on the emulator's clock, the time of the check-copy invocation that saw the copy completed minus",
         "the time the copy was due (start + copy duration); VerifyEncryption follows that check with no Wait, so the copy is",
-        "verified a few milliseconds later. The emulator reports linear `Progress`, which check-copy uses to
+        "verified a few milliseconds later. The emulator reports linear `Progress`, which check-copy uses to",
         "shorten the wait to the estimated time left. AWS's progress is often coarser; with no progress at all the rule",
         "alone (a quarter of the elapsed time, 30 s to 15 min) gives "
         + ", ".join(f"{m} min: {rule_only_lag(m * 60)[0]} checks, {rule_only_lag(m * 60)[1]} s lag" for m in (r["copyMinutes"] for r in runs))
