@@ -8,11 +8,11 @@ use tracing::{info, warn};
 use crate::deps::Deps;
 use crate::document::{CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
-use crate::handlers::aws_failure;
+use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo, Tag};
 use crate::rules::lineage::{self, owned_by_replication};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{read_image, read_snapshots, CopyReading};
+use crate::rules::status::{explain_failure, read_image, read_snapshots, CopyReading};
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -42,10 +42,11 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     copy.progress = reading.progress_percent.map(|p| format!("{p}%"));
     copy.next_check_seconds =
         if reading.status == CopyStatus::Pending { next_check_seconds(elapsed, reading.progress_percent, deps.config.poll) } else { 0 };
-    copy.failure = reading.failure.map(|failure| {
+    if let Some(failure) = reading.failure {
+        let key = destination_key_state(deps, &document).await;
         let next = document.options.attempt.unwrap_or(1) + 1;
-        format!("{failure}. Fix the cause, then rerun with options.attempt = {next}")
-    });
+        copy.failure = Some(format!("{}. Fix the cause, then rerun with options.attempt = {next}", explain_failure(failure, key.as_ref())));
+    }
     if let Some(id) = document.replication_id.clone() {
         if copy.status == CopyStatus::Failed {
             copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
@@ -64,6 +65,15 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     info!(destination_id = %copy.destination_id, status = ?copy.status, checks = copy.checks, elapsed, cleaned_up = copy.cleaned_up.len(), "copy checked");
     document.copy = Some(copy);
     Ok(document)
+}
+
+/// The destination key as KMS describes it now, to explain a failed copy. Best effort: the copy
+/// has failed either way, so a key that cannot be described leaves AWS's words alone.
+async fn destination_key_state(deps: &Deps, document: &Replication) -> Option<crate::ports::KeyInfo> {
+    describe_destination_key(deps, document)
+        .await
+        .inspect_err(|error| warn!(%error, "destination key could not be described to explain the failed copy"))
+        .ok()
 }
 
 /// The copy every execution of this replication keeps: the earliest created (ties: the lowest id)

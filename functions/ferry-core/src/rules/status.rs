@@ -1,7 +1,7 @@
 //! What AWS's image and snapshot states mean for a copy in flight.
 
 use crate::document::CopyStatus;
-use crate::ports::{ImageInfo, SnapshotInfo};
+use crate::ports::{ImageInfo, KeyInfo, SnapshotInfo};
 use crate::rules::polling::parse_progress;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,15 @@ pub fn read_image(image: &ImageInfo, snapshots: &[SnapshotInfo]) -> CopyReading 
             let snapshot_detail = read_snapshots(snapshots).failure.map(|f| format!("; {f}")).unwrap_or_default();
             failed(format!("image {} is {other}: {reason}{snapshot_detail}", image.image_id))
         }
+    }
+}
+
+/// A failed copy's message, completed with the destination key's state when that key is the
+/// likely cause: AWS's own words ("Given key ID is not accessible") never say why.
+pub fn explain_failure(failure: String, key: Option<&KeyInfo>) -> String {
+    match key {
+        Some(key) if key.state != "Enabled" => format!("{failure}; the destination key {} is {}", key.arn, key.state),
+        _ => failure,
     }
 }
 
@@ -92,5 +101,25 @@ mod tests {
     fn snapshot_copies_complete_when_every_snapshot_completes() {
         assert_eq!(read_snapshots(&[snapshot("snap-1", "completed", "100%", None)]).status, CopyStatus::Completed);
         assert_eq!(read_snapshots(&[snapshot("snap-1", "pending", "0%", None)]).status, CopyStatus::Pending);
+    }
+
+    fn key(state: &str) -> KeyInfo {
+        KeyInfo { arn: "arn:aws:kms:us-west-2:123456789012:key/k".into(), state: state.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_failure_names_the_destination_key_state_when_the_key_is_no_longer_enabled() {
+        let failure = explain_failure("snapshot snap-1 is error: Given key ID is not accessible".into(), Some(&key("PendingDeletion")));
+        assert_eq!(
+            failure,
+            "snapshot snap-1 is error: Given key ID is not accessible; the destination key arn:aws:kms:us-west-2:123456789012:key/k is PendingDeletion"
+        );
+    }
+
+    #[test]
+    fn a_failure_under_an_enabled_or_unknown_key_keeps_aws_words_alone() {
+        let aws = "snapshot snap-1 is error: source data could not be read";
+        assert_eq!(explain_failure(aws.into(), Some(&key("Enabled"))), aws);
+        assert_eq!(explain_failure(aws.into(), None), aws);
     }
 }
