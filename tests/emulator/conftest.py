@@ -51,12 +51,12 @@ class Emulator:
         self.url = line.split()[1]
 
     # --- AWS clients ---
-    def client(self, service: str, region: str = "us-east-1") -> Any:
+    def client(self, service: str, region: str = "us-east-1", access_key: str = "test") -> Any:
         return boto3.client(
             service,
             region_name=region,
             endpoint_url=self.url,
-            aws_access_key_id="test",
+            aws_access_key_id=access_key,
             aws_secret_access_key="test",
             config=Config(retries={"total_max_attempts": 1}),
         )

@@ -114,7 +114,7 @@ def test_everything_else_reaches_the_emulator(router, emu):
     # A Region no other test of the shared emulator uses: nothing there yet.
     ec2 = boto3.client("ec2", region_name="ca-west-1", endpoint_url=router, aws_access_key_id="test", aws_secret_access_key="test")
     assert ec2.describe_images(Owners=["self"])["Images"] == []
-    assert {"service": "ec2", "action": "DescribeImages", "region": "ca-west-1"} in emu.calls()[before:]
+    assert {"service": "ec2", "action": "DescribeImages", "region": "ca-west-1", "accessKeyId": "test"} in emu.calls()[before:]
 
 
 def test_watch_answers_other_than_a_handler_error_are_service_errors():

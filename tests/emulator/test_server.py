@@ -75,7 +75,7 @@ def test_calls_and_events_are_recorded(fresh, mode):
     e.client("kms", "eu-central-1").list_keys()
     e.client("sts", "us-east-1").get_caller_identity()
     e.client("lambda", "us-east-1").list_functions()
-    e.client("events", "us-west-2").create_event_bus(Name="custom")
+    e.client("events", "us-west-2", access_key="ferry-tag-lineage").create_event_bus(Name="custom")
     detail = json.dumps({"ImageId": "ami-1", "State": "available"})
     e.client("events", "us-west-2").put_events(
         Entries=[
@@ -83,13 +83,14 @@ def test_calls_and_events_are_recorded(fresh, mode):
             {"Source": "ferry.test", "DetailType": "Other", "Detail": "{}", "EventBusName": "custom"},
         ]
     )
+    # Each call names its caller by access key id: the IAM test groups the calls by function.
     assert e.calls() == [
-        {"service": "ec2", "action": "DescribeSnapshots", "region": "us-west-2"},
-        {"service": "kms", "action": "ListKeys", "region": "eu-central-1"},
-        {"service": "sts", "action": "GetCallerIdentity", "region": "us-east-1"},
-        {"service": "lambda", "action": "ListFunctions", "region": "us-east-1"},
-        {"service": "events", "action": "CreateEventBus", "region": "us-west-2"},
-        {"service": "events", "action": "PutEvents", "region": "us-west-2"},
+        {"service": "ec2", "action": "DescribeSnapshots", "region": "us-west-2", "accessKeyId": "test"},
+        {"service": "kms", "action": "ListKeys", "region": "eu-central-1", "accessKeyId": "test"},
+        {"service": "sts", "action": "GetCallerIdentity", "region": "us-east-1", "accessKeyId": "test"},
+        {"service": "lambda", "action": "ListFunctions", "region": "us-east-1", "accessKeyId": "test"},
+        {"service": "events", "action": "CreateEventBus", "region": "us-west-2", "accessKeyId": "ferry-tag-lineage"},
+        {"service": "events", "action": "PutEvents", "region": "us-west-2", "accessKeyId": "test"},
     ]
     assert e.events() == [
         {"region": "us-west-2", "source": "ferry.test", "detailType": "EC2 AMI State Change", "detail": detail, "eventBusName": None, "resources": ["arn:x"]},

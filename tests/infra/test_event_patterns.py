@@ -20,46 +20,21 @@ import json
 import os
 import re
 import tomllib
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-import yaml
 from moto.events.models import EventPattern
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "infra" / "template.yaml"
+from cfn_template import REPO, STATE_MACHINE, as_list, load, permissions, policy_documents
+
 POLICY_EXAMPLE = REPO / "infra" / "policy.example.json"
 EVENTS = REPO / "tests" / "fixtures" / "events"
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
 
 
-# --- the template, with CloudFormation's short-form tags ---------------------------------
-
-
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns !Ref x / !GetAtt a.b / !Sub ... into their long forms."""
-
-
-def _short_form(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if tag_suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-CfnLoader.add_multi_constructor("!", _short_form)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    return load()
 
 
 def resolve(node: Any, params: dict[str, Any]) -> Any:
@@ -219,23 +194,6 @@ NO_RESOURCE_LEVEL = {
 MANAGED_BY = "aws:ResourceTag/ferry:managed-by"
 
 
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def policy_documents(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every IAM policy document anywhere in the template (SAM Policies, roles, queue policies)."""
-    if isinstance(node, dict):
-        if isinstance(node.get("Statement"), list):
-            yield where, node
-            return
-        for key, value in node.items():
-            yield from policy_documents(value, f"{where}.{key}" if where else key)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from policy_documents(value, f"{where}[{index}]")
-
-
 def statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (f"{where} {stmt.get('Sid', index)}", stmt)
@@ -372,3 +330,13 @@ def test_state_machine_substitutions(template):
 def test_default_policy_is_the_example(template):
     default = json.loads(template["Parameters"]["ReplicationPolicy"]["Default"])
     assert default == json.loads(POLICY_EXAMPLE.read_text())
+
+
+def test_permissions_tell_direct_calls_from_those_aws_makes_on_the_callers_behalf(template):
+    allowed = permissions(template)
+    assert set(allowed) == {binary for binary, _ in FUNCTIONS.values()} | {STATE_MACHINE}
+    start_copy = allowed["start-copy"]
+    assert {"ec2:CopyImage", "ec2:CopySnapshot", "kms:DescribeKey"} <= set(start_copy["direct"])
+    assert {"kms:Decrypt", "kms:ReEncryptTo", "kms:CreateGrant", "ec2:CreateTags"} <= set(start_copy["onBehalf"])
+    assert not set(start_copy["direct"]) & set(start_copy["onBehalf"])
+    assert allowed["tag-lineage"] == {"direct": ["ec2:CreateTags", "events:PutEvents"], "onBehalf": []}

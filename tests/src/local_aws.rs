@@ -46,6 +46,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
+/// The project's Python environment (scripts/setup makes it; `FERRY_VENV` overrides).
+pub fn venv() -> PathBuf {
+    std::env::var("FERRY_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"))
+}
+
 /// True when `FERRY_EMULATOR=plain` asks for unpatched moto.
 pub fn plain_mode() -> bool {
     std::env::var("FERRY_EMULATOR").is_ok_and(|mode| mode == "plain")
@@ -61,8 +66,7 @@ impl LocalAws {
     /// Starts an emulator whose copies stay pending for `copy_seconds` of emulator time.
     pub fn start(copy_seconds: f64) -> LocalAws {
         let root = repo_root();
-        let venv = std::env::var("FERRY_VENV").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv"));
-        let python = venv.join("bin/python");
+        let python = venv().join("bin/python");
         assert!(python.exists(), "{} is missing: run `scripts/setup` (or `make test`) first", python.display());
         let mut command = Command::new(python);
         command

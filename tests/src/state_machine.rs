@@ -59,6 +59,10 @@ const INSTANCES: usize = 2;
 const WAIT_MILLISECONDS: u64 = 250;
 const RETRY_MILLISECONDS: u64 = 100;
 
+/// The access key id the interpreter signs its own calls with (the state machine's role); each
+/// function signs with its binary name.
+pub const STATE_MACHINE_ACCESS_KEY: &str = "state-machine";
+
 /// The ARN the local definition gives a function (`ferry-<binary>`).
 pub fn function_arn(binary: &str) -> String {
     format!("arn:aws:lambda:us-east-1:123456789012:function:ferry-{binary}")
@@ -200,7 +204,7 @@ impl LocalStepFunctions {
         let started = Instant::now();
         let root = repo_root();
         let binaries = function_binaries();
-        let venv = std::env::var("FERRY_VENV").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv"));
+        let venv = crate::local_aws::venv();
         let (cargo_lambda, python) = (venv.join("bin/cargo-lambda"), venv.join("bin/python"));
         assert!(cargo_lambda.exists(), "{} is missing: run `scripts/setup` (or `make test`) first", cargo_lambda.display());
         assert!(node().exists(), "{} is missing: run `scripts/setup` (or `make test`) first", node().display());
@@ -236,7 +240,9 @@ impl LocalStepFunctions {
                     .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                     .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
                     .env("AWS_ENDPOINT_URL", &aws.endpoint)
-                    .env("AWS_ACCESS_KEY_ID", "test")
+                    // Each function signs as itself, as its own role would: the local AWS records
+                    // the caller of every call (`accessKeyId`).
+                    .env("AWS_ACCESS_KEY_ID", name)
                     .env("AWS_SECRET_ACCESS_KEY", "test")
                     .env("AWS_REGION", "us-east-1")
                     .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -346,7 +352,7 @@ impl LocalStepFunctions {
             .env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda_endpoint)
             .env("AWS_ENDPOINT_URL", &self.emulator_endpoint)
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_ACCESS_KEY_ID", STATE_MACHINE_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")

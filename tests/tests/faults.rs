@@ -619,3 +619,83 @@ async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed
     assert_eq!(failed.len(), 1, "no failure is silent: {events:?}");
     assert_eq!(failed[0]["failure"]["Error"], "Lambda.ServiceException");
 }
+
+// --- Least privilege ------------------------------------------------------------------------------
+
+/// Per principal (function binary, or the state machine), the actions infra/template.yaml allows
+/// it: `direct` ones it calls itself, `onBehalf` ones AWS calls for it (tests/infra/cfn_template.py).
+fn template_permissions() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let root = ferry_tests::local_aws::repo_root();
+    let output = std::process::Command::new(ferry_tests::local_aws::venv().join("bin/python"))
+        .arg(root.join("tests/infra/cfn_template.py"))
+        .arg("permissions")
+        .output()
+        .expect("tests/infra/cfn_template.py runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("permissions JSON")
+}
+
+/// Every call each function and the state machine made, as IAM actions (`ec2:CopyImage`), by caller.
+fn actions_by_caller(world: &World) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_caller: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for call in world.aws.calls() {
+        let (caller, service, action) = (call["accessKeyId"].as_str(), call["service"].as_str(), call["action"].as_str());
+        if let (Some(caller), Some(service), Some(action)) = (caller, service, action) {
+            by_caller.entry(caller.to_string()).or_default().insert(format!("{service}:{action}"));
+        }
+    }
+    by_caller
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_permission_it_is_granted_is_used() {
+    let started = Instant::now();
+    let destinations = json!([
+        {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 1}},
+        {"region": SYDNEY, "kmsKeyId": "alias/ferry-apse2"},
+    ]);
+    let world = World::start(policy(destinations, 20), 1.0).await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
+    world.aliased_key(SYDNEY, "alias/ferry-apse2").await;
+    let source_key = world.seed.key(SOURCE).await;
+    let image = source_image(&world, &source_key).await;
+    let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
+    // Every path that needs a permission: an AMI and a snapshot copied, verified, tagged, FSR
+    // enabled then disabled; one copy AWS fails (removed, its key described, failure published).
+    world.aws.configure(json!({"failNextCopies": {"count": 1, "code": "Server.InternalError", "message": "simulated EBS failure", "region": SYDNEY}}));
+    let image_run = world.sfn.run(&ami_available(&image)).await;
+    report("least privilege, AMI", &image_run);
+    assert_eq!((image_run.status.as_str(), image_run.error.as_deref()), ("FAILED", Some("CopyFailed")), "{:?}", image_run.cause);
+    let snapshot_run = world.sfn.run(&snapshot_created(&snapshot)).await;
+    report("least privilege, snapshot", &snapshot_run);
+    assert_eq!((snapshot_run.status.as_str(), snapshot_run.error.as_deref()), ("SUCCEEDED", None), "{:?}", snapshot_run.cause);
+    assert_eq!(snapshot_run.entered("DisableFsr").len(), 1);
+
+    let allowed = template_permissions();
+    let mut used = actions_by_caller(&world);
+    used.remove(ferry_tests::local_aws::TEST_ACCESS_KEY_ID); // the test's own seeding
+    let callers: BTreeSet<&String> = used.keys().collect();
+    assert!(callers.iter().all(|caller| allowed.contains_key(*caller)), "a caller without a policy in the template: {callers:?}");
+    let mut granted = 0;
+    for (principal, permissions) in &allowed {
+        let calls = used.get(principal).cloned().unwrap_or_default();
+        let direct = &permissions["direct"];
+        let not_allowed: Vec<&String> = calls.difference(direct).collect();
+        assert!(not_allowed.is_empty(), "{principal} calls {not_allowed:?}, which its policy does not allow (an action AWS calls on its behalf is never called directly)");
+        if principal != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY {
+            let unused: Vec<&String> = direct.difference(&calls).collect();
+            assert!(unused.is_empty(), "{principal} is granted {unused:?} but never calls it: an unneeded permission, or a path no test covers");
+            granted += direct.len();
+        }
+    }
+    assert!(used[ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY].contains("events:PutEvents"), "the failure path publishes");
+    figure(
+        "least privilege",
+        &format!(
+            "{} functions made {} distinct calls over 2 executions (AMI and snapshot, FSR enabled and disabled, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
+            allowed.len() - 1,
+            used.iter().filter(|(caller, _)| caller.as_str() != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY).map(|(_, calls)| calls.len()).sum::<usize>(),
+            started.elapsed()
+        ),
+    );
+}

@@ -27,15 +27,15 @@ def _json_response(start_response: Callable, status: int, payload: Any) -> list[
     return [body]
 
 
-def _credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(region, service) from a SigV4 Authorization header, else (None, None)."""
+def _credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(access key id, region, service) from a SigV4 Authorization header, else Nones."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
     try:
         credential = auth.split("Credential=", 1)[1].split(",", 1)[0].strip()
-        _key, _date, region, service, _term = credential.split("/")
-        return region, service.lower()
+        key, _date, region, service, _term = credential.split("/")
+        return key, region, service.lower()
     except (IndexError, ValueError):
-        return None, None
+        return None, None, None
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -66,7 +66,7 @@ def _rest_action(environ: dict[str, Any], service: str) -> str | None:
 
 def _describe_call(environ: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
     """The call record, plus the parsed JSON body when it is an EventBridge PutEvents."""
-    region, service = _credential_scope(environ)
+    access_key, region, service = _credential_scope(environ)
     content_type = environ.get("CONTENT_TYPE", "")
     gzipped = "gzip" in environ.get("HTTP_CONTENT_ENCODING", "")
     action = None
@@ -92,7 +92,7 @@ def _describe_call(environ: dict[str, Any]) -> tuple[dict[str, Any], dict | None
     if action is None and service:
         action = _rest_action(environ, service)
 
-    return {"service": service, "action": action, "region": region}, json_body
+    return {"service": service, "action": action, "region": region, "accessKeyId": access_key}, json_body
 
 
 def _event_entries(region: str | None, body: dict) -> list[dict[str, Any]]:
