@@ -45,3 +45,14 @@ pub async fn poll_until_settled(aws: &LocalAws, deps: &Deps, mut document: Value
     }
     panic!("the copy never settled: {document}");
 }
+
+/// One replication through the five steps in-process, as one Map iteration of the state machine
+/// runs them: start-copy → check-copy (polled) → verify-encryption → tag-lineage → enable-fsr.
+pub async fn replicate_in_process(aws: &LocalAws, deps: &Deps, request: &Value) -> Result<Value, FerryError> {
+    let started = run_step(Step::StartCopy, deps, request).await?;
+    let (copied, _) = poll_until_settled(aws, deps, started).await?;
+    assert_eq!(copied["copy"]["status"], "completed", "{copied}");
+    let verified = run_step(Step::VerifyEncryption, deps, &copied).await?;
+    let tagged = run_step(Step::TagLineage, deps, &verified).await?;
+    run_step(Step::EnableFsr, deps, &tagged).await
+}

@@ -88,6 +88,15 @@ impl Seeder {
         snapshot.snapshot_id().unwrap_or_default().to_string()
     }
 
+    /// An EBS-backed AMI with an 8 GiB root snapshot under `root_key` and a 20 GiB data snapshot
+    /// under `data_key`. Returns the image and its two snapshots.
+    pub async fn golden_image(&self, region: &str, root_key: &Key, data_key: &Key) -> (String, [String; 2]) {
+        let root = self.snapshot(region, Some(root_key), 8).await;
+        let data = self.snapshot(region, Some(data_key), 20).await;
+        let image = self.image(region, "web-golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+        (image, [root, data])
+    }
+
     /// An EBS-backed image whose devices map to `snapshots` (the first is the root).
     pub async fn image(&self, region: &str, name: &str, snapshots: &[(&str, &str)]) -> String {
         let mappings = snapshots

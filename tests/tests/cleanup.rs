@@ -14,9 +14,7 @@ async fn setup() -> (LocalAws, Seeder, ferry_core::Deps, String, Key) {
     let seed = Seeder::new(&aws.sdk_config().await);
     let deps = aws.deps(Config::default()).await;
     let source_key = seed.key(SOURCE).await;
-    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let data = seed.snapshot(SOURCE, Some(&source_key), 20).await;
-    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+    let (image, _) = seed.golden_image(SOURCE, &source_key, &source_key).await;
     let key = seed.key(DESTINATION).await;
     (aws, seed, deps, image, key)
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ferry_core::audit::{audit, Flag};
 use ferry_core::{Config, FerryError};
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::{figure, poll_until_settled, run_step, Execution, LocalAws, Seeder, Step};
+use ferry_tests::{figure, replicate_in_process, run_step, Execution, LocalAws, Seeder, Step};
 use ferry_tests::world::{count, ferry_events, policy, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
@@ -30,9 +30,7 @@ async fn select(world: &World, resources: &[String]) {
 
 /// A selected AMI in the source Region with two snapshots under `key`.
 async fn source_image(world: &World, key: &Key) -> String {
-    let root = world.seed.snapshot(SOURCE, Some(key), 8).await;
-    let data = world.seed.snapshot(SOURCE, Some(key), 20).await;
-    let image = world.seed.image(SOURCE, "web-golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+    let (image, _) = world.seed.golden_image(SOURCE, key, key).await;
     select(world, std::slice::from_ref(&image)).await;
     image
 }
@@ -459,9 +457,7 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
     let seed = Seeder::new(&aws.sdk_config().await);
     let deps = aws.deps(Config::default()).await;
     let source_key = seed.key(SOURCE).await;
-    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let data = seed.snapshot(SOURCE, Some(&source_key), 20).await;
-    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+    let (image, _) = seed.golden_image(SOURCE, &source_key, &source_key).await;
     let lone = seed.snapshot(SOURCE, Some(&source_key), 8).await;
     let untouched = seed.snapshot(SOURCE, Some(&source_key), 8).await;
     let key = seed.key(WEST).await;
@@ -471,11 +467,7 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
     let (aws_ref, deps_ref, key_arn) = (&aws, &deps, key.arn.as_str());
     let replicate = move |source: Value| async move {
         let request = json!({"source": source, "destination": {"region": WEST, "kmsKeyId": key_arn}});
-        let started = run_step(Step::StartCopy, deps_ref, &request).await.unwrap();
-        let (copied, _) = poll_until_settled(aws_ref, deps_ref, started).await.unwrap();
-        let verified = run_step(Step::VerifyEncryption, deps_ref, &copied).await.unwrap();
-        let tagged = run_step(Step::TagLineage, deps_ref, &verified).await.unwrap();
-        run_step(Step::EnableFsr, deps_ref, &tagged).await.unwrap()
+        replicate_in_process(aws_ref, deps_ref, &request).await.unwrap()
     };
     let documents = [
         replicate(json!({"region": SOURCE, "imageId": image})).await,

@@ -4,7 +4,7 @@
 use ferry_core::policy::Policy;
 use ferry_core::{Config, Deps};
 use ferry_tests::seed::Key;
-use ferry_tests::{poll_until_settled, run_step, LocalAws, Seeder, Step};
+use ferry_tests::{LocalAws, Seeder};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";
@@ -74,10 +74,7 @@ fn planned(plan: &Value) -> Vec<Value> {
 
 /// Runs one planned replication through the steps, as one Map iteration of the state machine does.
 async fn replicate(world: &World, request: &Value) -> Value {
-    let started = run_step(Step::StartCopy, &world.deps, request).await.unwrap();
-    let (copied, _) = poll_until_settled(&world.aws, &world.deps, started).await.unwrap();
-    let verified = run_step(Step::VerifyEncryption, &world.deps, &copied).await.unwrap();
-    run_step(Step::TagLineage, &world.deps, &verified).await.unwrap()
+    ferry_tests::replicate_in_process(&world.aws, &world.deps, request).await.unwrap()
 }
 
 #[tokio::test]

@@ -24,10 +24,8 @@ async fn world() -> World {
 /// An AMI in the source Region with a root and a data snapshot, each under its own key.
 async fn two_key_image(world: &World) -> (String, Vec<String>) {
     let (root_key, data_key) = (world.seed.key(SOURCE).await, world.seed.key(SOURCE).await);
-    let root = world.seed.snapshot(SOURCE, Some(&root_key), 8).await;
-    let data = world.seed.snapshot(SOURCE, Some(&data_key), 20).await;
-    let image = world.seed.image(SOURCE, "web-golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
-    (image, vec![root, data])
+    let (image, snapshots) = world.seed.golden_image(SOURCE, &root_key, &data_key).await;
+    (image, snapshots.to_vec())
 }
 
 fn image_request(image: &str, key: &str) -> Value {
@@ -38,14 +36,8 @@ fn snapshot_request(snapshot: &str, key: &str) -> Value {
     json!({"source": {"region": SOURCE, "snapshotId": snapshot}, "destination": {"region": DESTINATION, "kmsKeyId": key}})
 }
 
-/// start-copy → check-copy (polled) → verify-encryption → tag-lineage → enable-fsr.
 async fn replicate(world: &World, request: Value) -> Result<Value, FerryError> {
-    let started = run_step(Step::StartCopy, &world.deps, &request).await?;
-    let (copied, _) = poll_until_settled(&world.aws, &world.deps, started).await?;
-    assert_eq!(copied["copy"]["status"], "completed", "{copied}");
-    let verified = run_step(Step::VerifyEncryption, &world.deps, &copied).await?;
-    let tagged = run_step(Step::TagLineage, &world.deps, &verified).await?;
-    run_step(Step::EnableFsr, &world.deps, &tagged).await
+    ferry_tests::replicate_in_process(&world.aws, &world.deps, &request).await
 }
 
 fn destination_snapshot_ids(document: &Value) -> Vec<String> {

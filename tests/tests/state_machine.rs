@@ -20,9 +20,7 @@ fn policy(destinations: Value) -> Value {
 /// with the policy's selection tag.
 async fn source_image(world: &World, selected: bool) -> String {
     let (root_key, data_key) = (world.seed.key(SOURCE).await, world.seed.key(SOURCE).await);
-    let root = world.seed.snapshot(SOURCE, Some(&root_key), 8).await;
-    let data = world.seed.snapshot(SOURCE, Some(&data_key), 20).await;
-    let image = world.seed.image(SOURCE, "web-golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+    let (image, _) = world.seed.golden_image(SOURCE, &root_key, &data_key).await;
     if selected {
         let tag = aws_sdk_ec2::types::Tag::builder().key(SELECTION_TAG).value("true").build();
         world.seed.ec2(SOURCE).create_tags().resources(&image).tags(tag).send().await.expect("CreateTags");
