@@ -35,12 +35,13 @@ import json
 import os
 import re
 import signal
-import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from ferry_emulator.lifetime import exit_on_stdin_eof
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 # Headers that belong to one hop, never forwarded.
@@ -257,16 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     if not args.no_stdin_watch:
-
-        def exit_on_eof() -> None:
-            try:
-                while sys.stdin.buffer.read(65536):
-                    pass
-            except (OSError, ValueError):
-                pass
-            os._exit(0)
-
-        threading.Thread(target=exit_on_eof, name="stdin-watch", daemon=True).start()
+        threading.Thread(target=exit_on_stdin_eof, name="stdin-watch", daemon=True).start()
 
     print(f"FERRY_LAMBDA_ROUTER_READY http://{args.host}:{server.server_port}", flush=True)
     server.serve_forever()

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from ferry_emulator.lifetime import exit_on_stdin_eof
+
 _T0 = time.monotonic()
 
 
@@ -27,16 +29,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="do not exit when stdin reaches EOF (for running by hand with stdin closed)",
     )
     return parser.parse_args(argv)
-
-
-def _exit_on_stdin_eof() -> None:
-    """The parent (a test process) holds our stdin: when it dies or closes it, we go."""
-    try:
-        while sys.stdin.buffer.read(65536):
-            pass
-    except (OSError, ValueError):
-        pass
-    os._exit(0)
 
 
 def _exit_now(_signum: int, _frame: Any) -> None:
@@ -70,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, _exit_now)
     if not args.no_stdin_watch:
-        threading.Thread(target=_exit_on_stdin_eof, name="stdin-watch", daemon=True).start()
+        threading.Thread(target=exit_on_stdin_eof, name="stdin-watch", daemon=True).start()
 
     # Without this every EC2 Region starts with ~hundreds of canned AMIs and snapshots.
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")

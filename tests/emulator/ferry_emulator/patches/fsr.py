@@ -134,11 +134,15 @@ def _zone_errors(snapshot_id: str, backend: Any, zones: list) -> list[tuple[str,
     ]
 
 
+def _request(response: EC2Response) -> tuple[Any, list[str], list[tuple[str, str | None, bool]]]:
+    """(backend, snapshot ids, zones) of an Enable/DisableFastSnapshotRestores call."""
+    response.error_on_dryrun()
+    backend = response.ec2_backend
+    return backend, _requested_snapshots(response), _requested_zones(response, backend)
+
+
 def enable_fast_snapshot_restores(self: EC2Response) -> ActionResult:
-    self.error_on_dryrun()
-    backend = self.ec2_backend
-    snapshot_ids = _requested_snapshots(self)
-    zones = _requested_zones(self, backend)
+    backend, snapshot_ids, zones = _request(self)
     successful, unsuccessful = [], []
     with state.LOCK:
         now = state.now()
@@ -178,10 +182,7 @@ def enable_fast_snapshot_restores(self: EC2Response) -> ActionResult:
 
 
 def disable_fast_snapshot_restores(self: EC2Response) -> ActionResult:
-    self.error_on_dryrun()
-    backend = self.ec2_backend
-    snapshot_ids = _requested_snapshots(self)
-    zones = _requested_zones(self, backend)
+    backend, snapshot_ids, zones = _request(self)
     successful, unsuccessful = [], []
     with state.LOCK:
         now = state.now()
