@@ -339,4 +339,4 @@ def test_permissions_tell_direct_calls_from_those_aws_makes_on_the_callers_behal
     assert {"ec2:CopyImage", "ec2:CopySnapshot", "kms:DescribeKey"} <= set(start_copy["direct"])
     assert {"kms:Decrypt", "kms:ReEncryptTo", "kms:CreateGrant", "ec2:CreateTags"} <= set(start_copy["onBehalf"])
     assert not set(start_copy["direct"]) & set(start_copy["onBehalf"])
-    assert allowed["tag-lineage"] == {"direct": ["ec2:CreateTags", "events:PutEvents"], "onBehalf": []}
+    assert allowed["tag-lineage"] == {"direct": ["ec2:CreateTags", "ec2:DescribeImages", "ec2:DescribeSnapshots", "events:PutEvents"], "onBehalf": []}

@@ -564,10 +564,11 @@ async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_mach
     let copy_calls = world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot");
     assert_eq!(copy_calls, 2, "the retried start-copy found its copy by lineage tags");
     let succeeded_events = count(&ferry_events(&world), "Replication Succeeded");
+    assert_eq!(succeeded_events, 2, "a retried tag-lineage finds its evidence published and does not publish it again");
     figure(
         "crash safety",
         &format!(
-            "every function ran and then lost its answer (Lambda.ServiceException) twice, {injected} lost answers over an AMI and a snapshot replication, start-copy's after its copy was made: the state machine retried all {injected}, both succeeded, 3 replica snapshots for 3 source snapshots, 0 second copies ({copy_calls} copy calls); {succeeded_events} Replication Succeeded events for 2 replications (a retried tag-lineage publishes again) [{:.0?}]",
+            "every function ran and then lost its answer (Lambda.ServiceException) twice, {injected} lost answers over an AMI and a snapshot replication, start-copy's after its copy was made: the state machine retried all {injected}, both succeeded, 3 replica snapshots for 3 source snapshots, 0 second copies ({copy_calls} copy calls); {succeeded_events} Replication Succeeded events for 2 replications (the retried tag-lineage found its evidence published) [{:.0?}]",
             started.elapsed()
         ),
     );
@@ -684,7 +685,7 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
     figure(
         "least privilege",
         &format!(
-            "{} functions made {} distinct calls over 2 executions (AMI and snapshot, FSR enabled and disabled, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
+            "{} functions made {} distinct (function, action) calls over 2 executions (AMI and snapshot, FSR enabled and disabled, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
             allowed.len() - 1,
             used.iter().filter(|(caller, _)| caller.as_str() != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY).map(|(_, calls)| calls.len()).sum::<usize>(),
             started.elapsed()

@@ -315,7 +315,7 @@ async fn a_rerun_with_other_copy_options_reuses_the_copy_in_flight() {
 }
 
 #[tokio::test]
-async fn tagging_lineage_again_changes_nothing() {
+async fn tagging_lineage_again_changes_nothing_and_publishes_the_same_evidence_once() {
     let world = world().await;
     let (image, _) = two_key_image(&world).await;
     let key = world.seed.key(DESTINATION).await;
@@ -332,4 +332,13 @@ async fn tagging_lineage_again_changes_nothing() {
     tags_once.sort_by_key(|t| t.key().map(str::to_string));
     tags_twice.sort_by_key(|t| t.key().map(str::to_string));
     assert_eq!(tags_once, tags_twice);
+    assert_eq!(world.aws.events().len(), 1, "the evidence of one verification is published once");
+    let published = tag_value(&tags_twice, "ferry:evidence-published");
+    assert_eq!(published.as_deref(), tag_value(&tags_twice, "ferry:verified-at").as_deref(), "the replica records what was published");
+
+    // A later re-verification is new evidence, published again.
+    world.aws.advance(60.0);
+    let reverified = run_step(Step::VerifyEncryption, &world.deps, &first).await.unwrap();
+    run_step(Step::TagLineage, &world.deps, &reverified).await.unwrap();
+    assert_eq!(world.aws.events().len(), 2);
 }

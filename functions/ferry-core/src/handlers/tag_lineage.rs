@@ -1,5 +1,7 @@
 //! tag-lineage: makes sure the replica and each of its snapshots carry the full lineage, then
-//! publishes the evidence. Idempotent: tags are overwritten with the same values.
+//! publishes the evidence. Idempotent: tags are overwritten with the same values, and evidence
+//! already published for this verification (`ferry:evidence-published` on the replica) is not
+//! published again.
 
 use tracing::info;
 
@@ -8,7 +10,7 @@ use crate::document::{LineageEvidence, Replication};
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
 use crate::ports::Tag;
-use crate::rules::lineage::{self, as_map, lineage_tags, rfc3339};
+use crate::rules::lineage::{self, as_map, evidence_published, lineage_tags, rfc3339};
 
 pub const SUCCEEDED: &str = "Replication Succeeded";
 
@@ -24,8 +26,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let id = document.replication_id.clone().ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
     let region = document.destination.region.clone();
 
+    let verified_at = rfc3339(verification.verified_at);
     let mut common = lineage_tags(&document, &id, &key.arn, key.alias.as_deref());
-    common.push(Tag::new(lineage::VERIFIED_AT, rfc3339(verification.verified_at)));
+    common.push(Tag::new(lineage::VERIFIED_AT, &verified_at));
     let mut plan = vec![];
     if destination_id.starts_with("ami-") {
         plan.push((destination_id.clone(), common.clone()));
@@ -45,8 +48,25 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     }
     let tagged: Vec<String> = plan.into_iter().map(|(resource, _)| resource).collect();
     document.evidence.lineage = Some(LineageEvidence { tagged_resources: tagged.clone(), tags: as_map(&common), event_published: true });
+    if evidence_published(&replica_tags(deps, &region, &destination_id).await?, &verified_at) {
+        info!(replication_id = %id, "lineage tagged; evidence of this verification was already published");
+        return Ok(document);
+    }
     let detail = serde_json::to_value(&document).map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
     deps.events.publish(SUCCEEDED, &detail, &tagged).await.map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
+    let marker = [Tag::new(lineage::EVIDENCE_PUBLISHED, &verified_at)];
+    deps.tagging.create_tags(&region, std::slice::from_ref(&destination_id), &marker).await.map_err(|e| aws_failure("ec2:CreateTags", e))?;
     info!(replication_id = %id, resources = tagged.len(), "lineage tagged and evidence published");
     Ok(document)
+}
+
+/// The replica's tags as EC2 has them now (none if it is gone: verification just saw it).
+async fn replica_tags(deps: &Deps, region: &str, replica_id: &str) -> Result<Vec<Tag>, FerryError> {
+    if replica_id.starts_with("ami-") {
+        let image = deps.images.describe_image(region, replica_id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+        Ok(image.map(|image| image.tags).unwrap_or_default())
+    } else {
+        let snapshots = deps.snapshots.describe_snapshots(region, &[replica_id.to_string()]).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+        Ok(snapshots.into_iter().next().map(|snapshot| snapshot.tags).unwrap_or_default())
+    }
 }

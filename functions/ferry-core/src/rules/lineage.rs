@@ -21,6 +21,9 @@ pub const KEY_ALIAS: &str = "ferry:key-alias";
 pub const BATCH: &str = "ferry:batch";
 pub const VERIFIED_AT: &str = "ferry:verified-at";
 pub const EXECUTION_ID: &str = "ferry:execution-id";
+/// On the replica, once its evidence is published: the `ferry:verified-at` it was published for.
+/// A retried tag-lineage finds it and does not publish the same evidence again.
+pub const EVIDENCE_PUBLISHED: &str = "ferry:evidence-published";
 
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
@@ -93,6 +96,12 @@ pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str,
         tags.push(Tag::new(EXECUTION_ID, execution));
     }
     tags
+}
+
+/// True when `tags` (the replica's) say the evidence of the verification at `verified_at` (RFC
+/// 3339) was already published.
+pub fn evidence_published(tags: &[Tag], verified_at: &str) -> bool {
+    tags.iter().any(|tag| tag.key == EVIDENCE_PUBLISHED && tag.value == verified_at)
 }
 
 pub fn as_map(tags: &[Tag]) -> BTreeMap<String, String> {
@@ -169,5 +178,13 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn evidence_counts_as_published_only_for_the_same_verification() {
+        let tags = [Tag::new(MANAGED_BY, "ferry"), Tag::new(EVIDENCE_PUBLISHED, "2026-11-18T11:06:40Z")];
+        assert!(evidence_published(&tags, "2026-11-18T11:06:40Z"));
+        assert!(!evidence_published(&tags, "2026-11-19T08:00:00Z"), "a new verification is new evidence");
+        assert!(!evidence_published(&tags[..1], "2026-11-18T11:06:40Z"));
     }
 }
