@@ -1,10 +1,29 @@
-//! The world the state-machine suites run in: the local AWS, its seeder, and the real ASL on a
-//! local interpreter with the real Lambdas behind it.
+//! The worlds the suites run in: the local AWS and its seeder, with either ferry's handlers wired
+//! to it in-process ([`HandlerWorld`]) or the real ASL on a local interpreter with the real
+//! Lambdas behind it ([`World`]).
 
+use ferry_core::{Config, Deps};
 use serde_json::{json, Value};
 
 use crate::seed::Key;
 use crate::{LocalAws, LocalStepFunctions, Seeder};
+
+/// The local AWS, its seeder, and ferry's handlers wired to it (run with [`crate::run_step`]).
+pub struct HandlerWorld {
+    pub aws: LocalAws,
+    pub seed: Seeder,
+    pub deps: Deps,
+}
+
+impl HandlerWorld {
+    /// The local AWS (copies pending for `copy_seconds`) and the handlers with `config`.
+    pub async fn start(copy_seconds: f64, config: Config) -> HandlerWorld {
+        let aws = LocalAws::start(copy_seconds);
+        let seed = Seeder::new(&aws.sdk_config().await);
+        let deps = aws.deps(config).await;
+        HandlerWorld { aws, seed, deps }
+    }
+}
 
 pub const SOURCE: &str = "us-east-1";
 /// The policy's selection tag in these suites.

@@ -4,7 +4,8 @@
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use ferry_core::policy::Policy;
 use ferry_core::Config;
-use ferry_tests::{run_step, LocalAws, Seeder, Step};
+use ferry_tests::world::HandlerWorld;
+use ferry_tests::{run_step, Step};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";
@@ -26,9 +27,7 @@ fn with(mut base: Value, path: &[&str], value: Value) -> Value {
 
 #[tokio::test]
 async fn every_bad_input_gets_a_named_error_and_nothing_is_copied_or_deleted() {
-    let aws = LocalAws::start(600.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let deps = aws.deps(Config::default()).await;
+    let HandlerWorld { aws, seed, deps } = HandlerWorld::start(600.0, Config::default()).await;
     let source_key = seed.key(SOURCE).await;
     let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
     let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root)]).await;

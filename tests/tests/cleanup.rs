@@ -3,6 +3,7 @@
 
 use ferry_core::Config;
 use ferry_tests::seed::Key;
+use ferry_tests::world::HandlerWorld;
 use ferry_tests::{poll_until_settled, run_step, LocalAws, Seeder, Step};
 use serde_json::{json, Value};
 
@@ -10,9 +11,7 @@ const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 
 async fn setup() -> (LocalAws, Seeder, ferry_core::Deps, String, Key) {
-    let aws = LocalAws::start(600.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let deps = aws.deps(Config::default()).await;
+    let HandlerWorld { aws, seed, deps } = HandlerWorld::start(600.0, Config::default()).await;
     let source_key = seed.key(SOURCE).await;
     let (image, _) = seed.golden_image(SOURCE, &source_key, &source_key).await;
     let key = seed.key(DESTINATION).await;

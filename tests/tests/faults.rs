@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use ferry_core::audit::{audit, Flag};
 use ferry_core::{Config, FerryError};
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::{figure, replicate_in_process, run_step, Execution, LocalAws, Seeder, Step};
-use ferry_tests::world::{count, ferry_events, policy, World, SELECTION_TAG, SOURCE};
+use ferry_tests::{figure, replicate_in_process, run_step, Execution, Step};
+use ferry_tests::world::{count, ferry_events, policy, HandlerWorld, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
 const WEST: &str = "us-west-2";
@@ -453,9 +453,7 @@ async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in
 #[tokio::test]
 async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
     let started = Instant::now();
-    let aws = LocalAws::start(600.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let deps = aws.deps(Config::default()).await;
+    let HandlerWorld { aws, seed, deps } = HandlerWorld::start(600.0, Config::default()).await;
     let source_key = seed.key(SOURCE).await;
     let (image, _) = seed.golden_image(SOURCE, &source_key, &source_key).await;
     let lone = seed.snapshot(SOURCE, Some(&source_key), 8).await;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use ferry_core::Config;
 use ferry_tests::local_aws::{TEST_SECRET_ACCESS_KEY, TEST_SESSION_TOKEN};
-use ferry_tests::{poll_until_settled, run_step, LocalAws, Seeder, Step};
+use ferry_tests::world::HandlerWorld;
+use ferry_tests::{poll_until_settled, run_step, Step};
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -30,9 +31,7 @@ async fn a_replication_logs_no_credentials_no_key_material_and_no_documents() {
     let subscriber = tracing_subscriber::fmt().json().with_env_filter(ferry_core::telemetry::filter("trace")).with_writer(move || writer.clone()).finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let aws = LocalAws::start(600.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let deps = aws.deps(Config::default()).await;
+    let HandlerWorld { aws, seed, deps } = HandlerWorld::start(600.0, Config::default()).await;
     let source_key = seed.key("us-east-1").await;
     let snapshot = seed.snapshot("us-east-1", Some(&source_key), 8).await;
     let image = seed.image("us-east-1", "golden", &[("/dev/xvda", &snapshot)]).await;

@@ -2,9 +2,9 @@
 //! prevention, and the DR sweep replicating only what lacks a verified replica.
 
 use ferry_core::policy::Policy;
-use ferry_core::{Config, Deps};
+use ferry_core::Config;
 use ferry_tests::seed::Key;
-use ferry_tests::{LocalAws, Seeder};
+use ferry_tests::world::HandlerWorld as World;
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";
@@ -12,18 +12,7 @@ const WEST: &str = "us-west-2";
 const EUROPE: &str = "eu-west-1";
 const SELECT: &str = "ferry:replicate";
 
-struct World {
-    aws: LocalAws,
-    seed: Seeder,
-    deps: Deps,
-}
-
 async fn world(max_in_flight: usize) -> World {
-    let aws = LocalAws::start(300.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let (west, europe) = (seed.key(WEST).await, seed.key(EUROPE).await);
-    seed.alias(WEST, "alias/dr-west", &west).await;
-    seed.alias(EUROPE, "alias/dr-europe", &europe).await;
     let policy = json!({
         "selection": {"tagKey": SELECT, "tagValues": ["true"]},
         "requireEncryptedSource": true,
@@ -32,7 +21,11 @@ async fn world(max_in_flight: usize) -> World {
         "destinations": [{"region": WEST, "kmsKeyId": "alias/dr-west"}, {"region": EUROPE, "kmsKeyId": "alias/dr-europe"}]
     });
     let config = Config { policy: Some(Policy::parse(&policy.to_string()).unwrap()), ..Config::default() };
-    World { deps: aws.deps(config).await, seed, aws }
+    let world = World::start(300.0, config).await;
+    let (west, europe) = (world.seed.key(WEST).await, world.seed.key(EUROPE).await);
+    world.seed.alias(WEST, "alias/dr-west", &west).await;
+    world.seed.alias(EUROPE, "alias/dr-europe", &europe).await;
+    world
 }
 
 fn fixture(name: &str) -> Value {

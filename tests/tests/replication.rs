@@ -1,24 +1,17 @@
 //! The five handlers, in order, against the local AWS through the real SDK clients.
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-use ferry_core::{Config, Deps, FerryError};
+use ferry_core::{Config, FerryError};
 use ferry_tests::seed::tag_value;
-use ferry_tests::{poll_until_settled, run_step, LocalAws, Seeder, Step};
+use ferry_tests::world::HandlerWorld as World;
+use ferry_tests::{poll_until_settled, run_step, Step};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 
-struct World {
-    aws: LocalAws,
-    seed: Seeder,
-    deps: Deps,
-}
-
 async fn world() -> World {
-    let aws = LocalAws::start(600.0);
-    let sdk = aws.sdk_config().await;
-    World { seed: Seeder::new(&sdk), deps: aws.deps(Config::default()).await, aws }
+    World::start(600.0, Config::default()).await
 }
 
 /// An AMI in the source Region with a root and a data snapshot, each under its own key.
