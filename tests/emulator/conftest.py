@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,15 @@ class Emulator:
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
+
+    def post(self, path: str, body: bytes) -> tuple[int, dict]:
+        """POSTs raw `body` to a control endpoint: (status, JSON answer), error statuses included."""
+        req = urllib.request.Request(self.url + path, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
 
     def config(self, **partial: Any) -> dict:
         return self._control("/_ferry/config", partial)

@@ -8,22 +8,11 @@ from __future__ import annotations
 import json
 import random
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import DST, SLOW, SRC, image, make_image, make_key, make_snapshot, snapshots_of
-
-
-def post(e, path: str, body: bytes) -> int:
-    request = urllib.request.Request(e.url + path, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def stats(e) -> dict:
@@ -250,8 +239,8 @@ def test_tamper_repoints_a_snapshots_key_as_drift_would(fresh):
     assert answer == {"snapshotId": replica, "region": DST, "kmsKeyId": other["Arn"], "previousKmsKeyId": key["Arn"]}
     described = e.client("ec2", DST).describe_snapshots(SnapshotIds=[replica])["Snapshots"][0]
     assert (described["Encrypted"], described["KmsKeyId"]) == (True, other["Arn"])
-    assert post(e, "/_ferry/tamper", json.dumps({"snapshotId": "snap-0000000000000000f", "kmsKeyId": other["Arn"]}).encode()) == 404
-    assert post(e, "/_ferry/tamper", b'{"snapshotId": 3}') == 400
+    assert e.post("/_ferry/tamper", json.dumps({"snapshotId": "snap-0000000000000000f", "kmsKeyId": other["Arn"]}).encode())[0] == 404
+    assert e.post("/_ferry/tamper", b'{"snapshotId": 3}')[0] == 400
 
 
 # --- validation -------------------------------------------------------------------------
@@ -280,7 +269,7 @@ def test_tamper_repoints_a_snapshots_key_as_drift_would(fresh):
 def test_bad_fault_settings_are_rejected(fresh, body):
     e = fresh("--plain")
     before = e.config()
-    assert post(e, "/_ferry/config", body) == 400
+    assert e.post("/_ferry/config", body)[0] == 400
     assert e.config() == before
 
 

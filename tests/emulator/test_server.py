@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import re
 import signal
-import urllib.error
-import urllib.request
 
 import pytest
-
-from conftest import Emulator
 
 READY = re.compile(r"FERRY_EMULATOR_READY http://127\.0\.0\.1:(\d+)\n")
 
@@ -37,15 +33,6 @@ def test_parallel_emulators_get_distinct_ports(fresh):
     assert a.url != b.url
 
 
-def post(e: Emulator, path: str, body: bytes) -> tuple[int, dict]:
-    req = urllib.request.Request(e.url + path, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def test_config_is_partial_and_validated(fresh):
     e = fresh("--copy-seconds", "3", "--fsr-step-seconds", "4")
     idle = {"actions": [], "times": 0}
@@ -60,12 +47,12 @@ def test_config_is_partial_and_validated(fresh):
     }
     assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5, "throttle": idle, **faults}
     assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7, "throttle": idle, **faults}
-    assert post(e, "/_ferry/config", b'{"nope": 1}')[0] == 400
-    assert post(e, "/_ferry/config", b'{"copySeconds": "x"}')[0] == 400
-    assert post(e, "/_ferry/config", b"not json")[0] == 400
-    assert post(e, "/_ferry/advance", b'{"seconds": 1.5}') == (200, {"offsetSeconds": 1.5})
-    assert post(e, "/_ferry/advance", b'{"seconds": 2}') == (200, {"offsetSeconds": 3.5})
-    assert post(e, "/_ferry/nothing", b"{}")[0] == 404
+    assert e.post("/_ferry/config", b'{"nope": 1}')[0] == 400
+    assert e.post("/_ferry/config", b'{"copySeconds": "x"}')[0] == 400
+    assert e.post("/_ferry/config", b"not json")[0] == 400
+    assert e.post("/_ferry/advance", b'{"seconds": 1.5}') == (200, {"offsetSeconds": 1.5})
+    assert e.post("/_ferry/advance", b'{"seconds": 2}') == (200, {"offsetSeconds": 3.5})
+    assert e.post("/_ferry/nothing", b"{}")[0] == 404
 
 
 @pytest.mark.parametrize("mode", ["patched", "plain"])

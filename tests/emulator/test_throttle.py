@@ -3,8 +3,6 @@ actions get AWS's throttling error, in the caller's protocol; then calls go thro
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
@@ -58,8 +56,5 @@ def test_json_protocol_actions_get_throttling_exception(fresh):
 )
 def test_bad_throttle_settings_are_rejected(fresh, body):
     e = fresh("--plain")
-    request = urllib.request.Request(e.url + "/_ferry/config", data=body, method="POST")
-    with pytest.raises(urllib.error.HTTPError) as raised:
-        urllib.request.urlopen(request)
-    assert raised.value.code == 400
+    assert e.post("/_ferry/config", body)[0] == 400
     assert e.config()["throttle"] == {"actions": [], "times": 0}
