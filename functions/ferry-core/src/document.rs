@@ -218,6 +218,12 @@ impl Replication {
         serde_json::from_value(payload).map_err(|e| FerryError::invalid("document", format!("{e}; see README 'The replication document'")))
     }
 
+    /// The source's id as the request gives it (imageId, else snapshotId; [`Self::source_ref`]
+    /// checks that exactly one is given).
+    pub fn source_id(&self) -> &str {
+        self.source.image_id.as_deref().or(self.source.snapshot_id.as_deref()).unwrap_or_default()
+    }
+
     /// The source's id and kind; the request must name exactly one of imageId and snapshotId.
     pub fn source_ref(&self) -> Result<(SourceKind, &str), FerryError> {
         match (&self.source.image_id, &self.source.snapshot_id) {

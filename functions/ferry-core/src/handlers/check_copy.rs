@@ -9,8 +9,8 @@ use crate::deps::Deps;
 use crate::document::{CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, describe_destination_key};
-use crate::ports::{ImageInfo, SnapshotInfo, Tag};
-use crate::rules::lineage::{self, owned_by_replication};
+use crate::ports::{ImageInfo, SnapshotInfo};
+use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::status::{explain_failure, read_image, read_snapshots, CopyReading};
 
@@ -79,7 +79,7 @@ async fn destination_key_state(deps: &Deps, document: &Replication) -> Option<cr
 /// The copy every execution of this replication keeps: the earliest created (ties: the lowest id)
 /// of its copies that are not failed.
 async fn canonical_copy(deps: &Deps, region: &str, replication_id: &str, kind: SourceKind) -> Result<Option<String>, FerryError> {
-    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, replication_id)];
+    let ownership = ownership_tags(replication_id);
     let copies: Vec<(Option<String>, String)> = match kind {
         SourceKind::Image => deps
             .images

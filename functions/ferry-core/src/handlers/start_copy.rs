@@ -7,7 +7,7 @@ use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKin
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, check_zones, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
-use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
+use crate::rules::lineage::{self, client_token, identity_tags, ownership_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::{key, request};
 
@@ -19,7 +19,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         check_zones(deps, &document.destination.region, &fsr.availability_zones).await?;
     }
     document.source_snapshots = inspect_source(deps, &document, kind).await?;
-    let id = replication_id(&document.source.region, source_id(&document), &document.destination.region, &key.arn);
+    let id = replication_id(&document.source.region, document.source_id(), &document.destination.region, &key.arn);
     let tags = identity_tags(&document, &id, &key.arn);
     let destination_id = match kind {
         SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
@@ -41,17 +41,13 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     Ok(document)
 }
 
-fn source_id(document: &Replication) -> &str {
-    document.source.image_id.as_deref().or(document.source.snapshot_id.as_deref()).unwrap_or_default()
-}
-
 async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey, FerryError> {
     let info = describe_destination_key(deps, document).await?;
     key::check_key(&document.destination.kms_key_id, &document.destination.region, &info)
 }
 
 async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -> Result<Vec<SourceSnapshot>, FerryError> {
-    let (region, id) = (&document.source.region, source_id(document));
+    let (region, id) = (&document.source.region, document.source_id());
     let not_found = || FerryError::SourceNotFound { region: region.clone(), id: id.into() };
     let snapshot_ids: Vec<(Option<String>, String)> = match kind {
         SourceKind::Image => {
@@ -92,13 +88,13 @@ async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -
 /// start); otherwise copies with a ClientToken for this attempt.
 async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, tags: &[Tag]) -> Result<String, FerryError> {
     let region = &document.destination.region;
-    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, id)];
+    let ownership = ownership_tags(id);
     let existing = deps.images.find_images_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
     if let Some(copy) = existing.iter().find(|i| i.state == "pending" || i.state == "available") {
         info!(replication_id = %id, image_id = %copy.image_id, "reusing the existing copy");
         return Ok(copy.image_id.clone());
     }
-    let source_image_id = source_id(document);
+    let source_image_id = document.source_id();
     let request = CopyImageRequest {
         source_region: document.source.region.clone(),
         source_image_id: source_image_id.into(),
@@ -123,13 +119,13 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
 /// CopySnapshot has no ClientToken: an existing copy carrying this replication's id is reused.
 async fn copy_snapshot(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, mut tags: Vec<Tag>) -> Result<String, FerryError> {
     let region = &document.destination.region;
-    let ownership = [Tag::new(lineage::MANAGED_BY, "ferry"), Tag::new(lineage::REPLICATION_ID, id)];
+    let ownership = ownership_tags(id);
     let existing = deps.snapshots.find_snapshots_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
     if let Some(copy) = existing.iter().find(|s| s.state != "error") {
         info!(replication_id = %id, snapshot_id = %copy.snapshot_id, "reusing the existing copy");
         return Ok(copy.snapshot_id.clone());
     }
-    let source_snapshot_id = source_id(document).to_string();
+    let source_snapshot_id = document.source_id().to_string();
     tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, &source_snapshot_id));
     let request = CopySnapshotRequest {
         source_region: document.source.region.clone(),

@@ -61,26 +61,29 @@ pub fn client_token(replication_id: &str, attempt: u32) -> String {
     format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id, &attempt.to_string()])[..48])
 }
 
-/// Ownership: a resource ferry may delete carries `ferry:managed-by=ferry` and this replication's
-/// id, as read from the resource itself (never from a document).
+/// The tags that make a resource this replication's own: `ferry:managed-by=ferry` and its id.
+pub fn ownership_tags(replication_id: &str) -> [Tag; 2] {
+    [Tag::new(MANAGED_BY, "ferry"), Tag::new(REPLICATION_ID, replication_id)]
+}
+
+/// Ownership: a resource ferry may delete carries every one of [`ownership_tags`], as read from
+/// the resource itself (never from a document).
 pub fn owned_by_replication(tags: &[Tag], replication_id: &str) -> bool {
-    let has = |key: &str, value: &str| tags.iter().any(|t| t.key == key && t.value == value);
-    has(MANAGED_BY, "ferry") && has(REPLICATION_ID, replication_id)
+    ownership_tags(replication_id).iter().all(|owned| tags.contains(owned))
 }
 
 /// Tags derived only from the replication's identity (source, destination Region, key ARN):
 /// the same for every duplicate request however it names the key, so copies are tagged at
 /// creation without breaking CopyImage's ClientToken idempotency.
 pub fn identity_tags(document: &Replication, replication_id: &str, key_arn: &str) -> Vec<Tag> {
-    let source_id = document.source.image_id.as_deref().or(document.source.snapshot_id.as_deref()).unwrap_or_default();
-    vec![
-        Tag::new(MANAGED_BY, "ferry"),
-        Tag::new(REPLICATION_ID, replication_id),
+    let mut tags = ownership_tags(replication_id).to_vec();
+    tags.extend([
         Tag::new(SOURCE_REGION, &document.source.region),
-        Tag::new(SOURCE_ID, source_id),
+        Tag::new(SOURCE_ID, document.source_id()),
         Tag::new(DESTINATION_REGION, &document.destination.region),
         Tag::new(KEY_ARN, key_arn),
-    ]
+    ]);
+    tags
 }
 
 /// The full lineage every verified replica carries: identity, plus the alias and batch as named.
@@ -101,7 +104,7 @@ pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str,
 /// True when `tags` (the replica's) say the evidence of the verification at `verified_at` (RFC
 /// 3339) was already published.
 pub fn evidence_published(tags: &[Tag], verified_at: &str) -> bool {
-    tags.iter().any(|tag| tag.key == EVIDENCE_PUBLISHED && tag.value == verified_at)
+    tags.contains(&Tag::new(EVIDENCE_PUBLISHED, verified_at))
 }
 
 pub fn as_map(tags: &[Tag]) -> BTreeMap<String, String> {
