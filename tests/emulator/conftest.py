@@ -25,6 +25,16 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SLOW = 600.0  # seconds: copy/FSR step length in the shared emulators
 
 
+def http_json(url: str, body: bytes | None = None) -> tuple[int, Any]:
+    """GET `url`, or POST `body` to it: (status, JSON answer), error statuses included."""
+    request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 class Emulator:
     """One ``python -m ferry_emulator`` process; stdin is kept open as its lifeline."""
 
@@ -69,14 +79,9 @@ class Emulator:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
-    def post(self, path: str, body: bytes) -> tuple[int, dict]:
+    def post(self, path: str, body: bytes) -> tuple[int, Any]:
         """POSTs raw `body` to a control endpoint: (status, JSON answer), error statuses included."""
-        req = urllib.request.Request(self.url + path, data=body, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
+        return http_json(self.url + path, body)
 
     def config(self, **partial: Any) -> dict:
         return self._control("/_ferry/config", partial)

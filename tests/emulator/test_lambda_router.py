@@ -11,8 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from conftest import http_json
 from ferry_emulator.lambda_router import function_name, translate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -125,13 +124,7 @@ def test_watch_answers_other_than_a_handler_error_are_service_errors():
 
 
 def router_faults(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + "/_router/faults", data=data, method="GET" if body is None else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return http_json(url + "/_router/faults", None if body is None else json.dumps(body).encode())
 
 
 def test_a_lost_answer_runs_the_function_then_answers_service_exception(router):
