@@ -950,8 +950,8 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "is billed with its init phase (a cold start as measured here: custom runtimes such as provided.al2023 always pay for init,",
         "every runtime since August 2025), the others with their warm duration. All warm it would be "
         + ", ".join(f"{r['lambdaGbSecondsAllWarm']:.4f} GB-s" for r in runs)
-        + f". On AWS, where every call takes tens of milliseconds, even 250 ms per invocation would bill "
-        + ", ".join(f"{usd(r['lambdaInvocations'] * 0.25 * MEMORY_MB / 1024 * LAMBDA_PER_GB_SECOND_X86)}" for r in runs)
+        + ". On AWS, where every call takes tens of milliseconds, even 250 ms per invocation would bill "
+        + ", ".join(usd(r["lambdaInvocations"] * 0.25 * MEMORY_MB / 1024 * LAMBDA_PER_GB_SECOND_X86) for r in runs)
         + ": compute stays a rounding error next to the transitions.",
         "",
         "**Detection lag** is, on the emulator's clock, the time of the check-copy invocation that saw the copy completed minus",
