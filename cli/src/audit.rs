@@ -34,11 +34,18 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
     };
     match args.format {
         Format::Table => print_table(&replicas),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&replicas).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&replicas).unwrap_or_default()
+        ),
         Format::Csv => print_csv(&replicas),
     }
     let flagged = replicas.iter().filter(|r| !r.flags.is_empty()).count();
-    eprintln!("{} replicas audited in {}; {flagged} flagged", replicas.len(), args.regions.join(", "));
+    eprintln!(
+        "{} replicas audited in {}; {flagged} flagged",
+        replicas.len(),
+        args.regions.join(", ")
+    );
     if flagged > 0 {
         ExitCode::from(report::FLAGGED)
     } else {
@@ -48,7 +55,11 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
 
 fn flag_text(flag: &Flag) -> String {
     match flag {
-        Flag::WrongKey { snapshot_id, recorded, actual } => format!("DRIFT {snapshot_id} under {actual}, recorded {recorded}"),
+        Flag::WrongKey {
+            snapshot_id,
+            recorded,
+            actual,
+        } => format!("DRIFT {snapshot_id} under {actual}, recorded {recorded}"),
         Flag::Unencrypted { snapshot_id } => format!("UNENCRYPTED {snapshot_id}"),
         Flag::NotVerified => "NOT VERIFIED".into(),
         Flag::BrokenLineage { source } => format!("BROKEN LINEAGE: {source} is gone"),
@@ -60,26 +71,49 @@ fn or_dash(value: &Option<String>) -> &str {
 }
 
 pub fn print_table(replicas: &[ReplicaAudit]) {
-    println!("{:<36} {:<36} {:<10} {:<22} FLAGS", "SOURCE", "DESTINATION", "STATE", "VERIFIED");
+    println!(
+        "{:<36} {:<36} {:<10} {:<22} FLAGS",
+        "SOURCE", "DESTINATION", "STATE", "VERIFIED"
+    );
     for replica in replicas {
         let flags: Vec<String> = replica.flags.iter().map(flag_text).collect();
         println!(
             "{:<36} {:<36} {:<10} {:<22} {}",
-            format!("{}/{}", or_dash(&replica.source_region), or_dash(&replica.source_id)),
+            format!(
+                "{}/{}",
+                or_dash(&replica.source_region),
+                or_dash(&replica.source_id)
+            ),
             format!("{}/{}", replica.destination_region, replica.destination_id),
             replica.state,
             or_dash(&replica.verified_at),
-            if flags.is_empty() { "ok".to_string() } else { flags.join("; ") }
+            if flags.is_empty() {
+                "ok".to_string()
+            } else {
+                flags.join("; ")
+            }
         );
         for snapshot in &replica.snapshots {
-            let fsr: Vec<String> = snapshot.fsr.iter().map(|(zone, state)| format!("{zone}:{state}")).collect();
+            let fsr: Vec<String> = snapshot
+                .fsr
+                .iter()
+                .map(|(zone, state)| format!("{zone}:{state}"))
+                .collect();
             println!(
                 "    {} ← {}  key {}{}  fsr {}",
                 snapshot.snapshot_id,
                 or_dash(&snapshot.source_snapshot_id),
                 snapshot.key_arn.as_deref().unwrap_or("NONE"),
-                replica.key_alias.as_deref().map(|a| format!(" ({a})")).unwrap_or_default(),
-                if fsr.is_empty() { "-".into() } else { fsr.join(",") }
+                replica
+                    .key_alias
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default(),
+                if fsr.is_empty() {
+                    "-".into()
+                } else {
+                    fsr.join(",")
+                }
             );
         }
     }
@@ -98,7 +132,11 @@ fn print_csv(replicas: &[ReplicaAudit]) {
     for replica in replicas {
         let flags: Vec<String> = replica.flags.iter().map(flag_text).collect();
         for snapshot in &replica.snapshots {
-            let fsr: Vec<String> = snapshot.fsr.iter().map(|(zone, state)| format!("{zone}:{state}")).collect();
+            let fsr: Vec<String> = snapshot
+                .fsr
+                .iter()
+                .map(|(zone, state)| format!("{zone}:{state}"))
+                .collect();
             let row = [
                 or_dash(&replica.source_region).to_string(),
                 or_dash(&replica.source_id).to_string(),
@@ -115,7 +153,13 @@ fn print_csv(replicas: &[ReplicaAudit]) {
                 fsr.join(" "),
                 flags.join("; "),
             ];
-            println!("{}", row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            println!(
+                "{}",
+                row.iter()
+                    .map(|f| csv_field(f))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
         }
     }
 }

@@ -18,7 +18,11 @@ use ferry_core::adapters::sdk::retry_config;
 use ferry_core::Config;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Replicate encrypted AMIs and EBS snapshots across AWS Regions, verified fail-closed")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Replicate encrypted AMIs and EBS snapshots across AWS Regions, verified fail-closed"
+)]
 struct Cli {
     #[command(flatten)]
     aws: AwsArgs,
@@ -54,7 +58,8 @@ enum Command {
 
 impl AwsArgs {
     pub async fn sdk_config(&self, config: &Config) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config(&config.sdk));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config(&config.sdk));
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         }

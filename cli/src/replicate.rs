@@ -57,8 +57,12 @@ pub struct Args {
 
 fn parse_destination(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
-        Some((region, key)) if !region.is_empty() && !key.is_empty() => Ok((region.to_string(), key.to_string())),
-        _ => Err(format!("{value:?}: give REGION=KEY, e.g. us-west-2=alias/prod-ebs-usw2")),
+        Some((region, key)) if !region.is_empty() && !key.is_empty() => {
+            Ok((region.to_string(), key.to_string()))
+        }
+        _ => Err(format!(
+            "{value:?}: give REGION=KEY, e.g. us-west-2=alias/prod-ebs-usw2"
+        )),
     }
 }
 
@@ -108,32 +112,53 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
     let deps = Arc::new(Deps::from_sdk(&sdk, config));
     let outcomes = in_process(deps, args.requests()).await;
     if args.json {
-        let documents: Vec<&Value> = outcomes.iter().filter_map(|(_, outcome)| outcome.as_ref().ok()).collect();
-        println!("{}", serde_json::to_string_pretty(&documents).unwrap_or_default());
+        let documents: Vec<&Value> = outcomes
+            .iter()
+            .filter_map(|(_, outcome)| outcome.as_ref().ok())
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&documents).unwrap_or_default()
+        );
     }
     summarize(&outcomes, args.json)
 }
 
 /// Runs every destination at once, each through the five steps, waiting between checks as the
 /// state machine would.
-pub async fn in_process(deps: Arc<Deps>, requests: Vec<Value>) -> Vec<(String, Result<Value, FerryError>)> {
+pub async fn in_process(
+    deps: Arc<Deps>,
+    requests: Vec<Value>,
+) -> Vec<(String, Result<Value, FerryError>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, request) in requests.into_iter().enumerate() {
         let deps = deps.clone();
         tasks.spawn(async move {
-            let label = request["destination"]["region"].as_str().unwrap_or("?").to_string();
+            let label = request["destination"]["region"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
             let outcome = replicate_one(&deps, request, &Progress::new(&label)).await;
             (index, label, outcome)
         });
     }
     let mut outcomes: Vec<(usize, String, Result<Value, FerryError>)> = tasks.join_all().await;
     outcomes.sort_by_key(|(index, _, _)| *index);
-    outcomes.into_iter().map(|(_, label, outcome)| (label, outcome)).collect()
+    outcomes
+        .into_iter()
+        .map(|(_, label, outcome)| (label, outcome))
+        .collect()
 }
 
-async fn replicate_one(deps: &Deps, request: Value, progress: &Progress) -> Result<Value, FerryError> {
+async fn replicate_one(
+    deps: &Deps,
+    request: Value,
+    progress: &Progress,
+) -> Result<Value, FerryError> {
     progress.update("preflight: key, zones, source");
-    let mut document = run_step(Step::StartCopy, deps, &request).await.inspect_err(|e| progress.finish(e.name()))?;
+    let mut document = run_step(Step::StartCopy, deps, &request)
+        .await
+        .inspect_err(|e| progress.finish(e.name()))?;
     loop {
         let copy = &document["copy"];
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -155,22 +180,34 @@ async fn replicate_one(deps: &Deps, request: Value, progress: &Progress) -> Resu
             Some("completed") => break,
             _ => {
                 progress.finish("CopyFailed");
-                return Err(FerryError::CopyFailed { destination_id: text(&copy["destinationId"]), reason: text(&copy["failure"]) });
+                return Err(FerryError::CopyFailed {
+                    destination_id: text(&copy["destinationId"]),
+                    reason: text(&copy["failure"]),
+                });
             }
         }
     }
     progress.update("verifying encryption");
-    let verified = run_step(Step::VerifyEncryption, deps, &document).await.inspect_err(|e| progress.finish(e.name()))?;
+    let verified = run_step(Step::VerifyEncryption, deps, &document)
+        .await
+        .inspect_err(|e| progress.finish(e.name()))?;
     progress.update("tagging lineage, publishing evidence");
-    let tagged = run_step(Step::TagLineage, deps, &verified).await.inspect_err(|e| progress.finish(e.name()))?;
-    let done = run_step(Step::EnableFsr, deps, &tagged).await.inspect_err(|e| progress.finish(e.name()))?;
+    let tagged = run_step(Step::TagLineage, deps, &verified)
+        .await
+        .inspect_err(|e| progress.finish(e.name()))?;
+    let done = run_step(Step::EnableFsr, deps, &tagged)
+        .await
+        .inspect_err(|e| progress.finish(e.name()))?;
     progress.finish("verified");
     Ok(done)
 }
 
 /// What was proved, per destination, on stdout (stderr when stdout carries JSON); failures on
 /// stderr with their hint.
-pub fn summarize(outcomes: &[(String, Result<Value, FerryError>)], stdout_is_json: bool) -> ExitCode {
+pub fn summarize(
+    outcomes: &[(String, Result<Value, FerryError>)],
+    stdout_is_json: bool,
+) -> ExitCode {
     let mut failed = false;
     for (region, outcome) in outcomes {
         match outcome {
@@ -200,7 +237,10 @@ pub fn proof(document: &Value) -> String {
         text(&document["copy"]["destinationId"]),
         ferry_core::rules::lineage::rfc3339(verification["verifiedAt"].as_u64().unwrap_or(0)),
         text(&verification["keyArn"]),
-        document["key"]["alias"].as_str().map(|a| format!(" ({a})")).unwrap_or_default()
+        document["key"]["alias"]
+            .as_str()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default()
     )];
     for snapshot in verification["snapshots"].as_array().into_iter().flatten() {
         lines.push(format!(
@@ -216,14 +256,36 @@ pub fn proof(document: &Value) -> String {
     lines.push(format!(
         "    lineage: {} tags on {} resources (replication {}); evidence published: {}",
         lineage["tags"].as_object().map(|t| t.len()).unwrap_or(0),
-        lineage["taggedResources"].as_array().map(|r| r.len()).unwrap_or(0),
+        lineage["taggedResources"]
+            .as_array()
+            .map(|r| r.len())
+            .unwrap_or(0),
         text(&document["replicationId"]),
         lineage["eventPublished"]
     ));
     let fsr = &document["evidence"]["fsr"];
-    let states: Vec<String> =
-        fsr["states"].as_array().into_iter().flatten().map(|s| format!("{} {} {}", text(&s["snapshotId"]), text(&s["availabilityZone"]), text(&s["state"]))).collect();
-    lines.push(format!("    fast snapshot restore: {}{}", text(&fsr["outcome"]), if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) }));
+    let states: Vec<String> = fsr["states"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                text(&s["snapshotId"]),
+                text(&s["availabilityZone"]),
+                text(&s["state"])
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "    fast snapshot restore: {}{}",
+        text(&fsr["outcome"]),
+        if states.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", states.join(", "))
+        }
+    ));
     lines.join("\n")
 }
 
@@ -236,48 +298,86 @@ pub fn execution_name(request: &Value) -> String {
 
 async fn via_state_machine(sdk: &aws_config::SdkConfig, arn: &str, requests: &[Value]) -> ExitCode {
     let region = arn.split(':').nth(3).unwrap_or_default().to_string();
-    let client = aws_sdk_sfn::Client::from_conf(aws_sdk_sfn::config::Builder::from(sdk).region(aws_config::Region::new(region)).build());
+    let client = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::config::Builder::from(sdk)
+            .region(aws_config::Region::new(region))
+            .build(),
+    );
     let mut failed = false;
     for request in requests {
         let label = request["destination"]["region"].as_str().unwrap_or("?");
         let progress = Progress::new(label);
         let name = execution_name(request);
-        let started = client.start_execution().state_machine_arn(arn).name(&name).input(request.to_string()).send().await;
+        let started = client
+            .start_execution()
+            .state_machine_arn(arn)
+            .name(&name)
+            .input(request.to_string())
+            .send()
+            .await;
         let execution_arn = match started {
             Ok(output) => output.execution_arn().to_string(),
             // The same request ran before and has finished (names are unique for 90 days): report it.
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_execution_already_exists()) => {
-                format!("{}:{name}", arn.replacen(":stateMachine:", ":execution:", 1))
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_already_exists()) =>
+            {
+                format!(
+                    "{}:{name}",
+                    arn.replacen(":stateMachine:", ":execution:", 1)
+                )
             }
             Err(error) => {
                 progress.finish("could not start");
-                eprintln!("error[AwsError]: StartExecution: {}", aws_sdk_sfn::error::DisplayErrorContext(&error));
+                eprintln!(
+                    "error[AwsError]: StartExecution: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&error)
+                );
                 return ExitCode::from(4);
             }
         };
         progress.update(&format!("execution {execution_arn}"));
         loop {
-            let described = match client.describe_execution().execution_arn(&execution_arn).send().await {
+            let described = match client
+                .describe_execution()
+                .execution_arn(&execution_arn)
+                .send()
+                .await
+            {
                 Ok(described) => described,
                 Err(error) => {
-                    eprintln!("error[AwsError]: DescribeExecution: {}", aws_sdk_sfn::error::DisplayErrorContext(&error));
+                    eprintln!(
+                        "error[AwsError]: DescribeExecution: {}",
+                        aws_sdk_sfn::error::DisplayErrorContext(&error)
+                    );
                     return ExitCode::from(4);
                 }
             };
             match described.status() {
                 ExecutionStatus::Running => {
-                    progress.update(&format!("running: {}", crate::status::current_state(&client, &execution_arn).await));
+                    progress.update(&format!(
+                        "running: {}",
+                        crate::status::current_state(&client, &execution_arn).await
+                    ));
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
                 ExecutionStatus::Succeeded => {
                     progress.finish("succeeded");
-                    println!("✔ {label}: {execution_arn} succeeded: {}", described.output().unwrap_or("{}"));
+                    println!(
+                        "✔ {label}: {execution_arn} succeeded: {}",
+                        described.output().unwrap_or("{}")
+                    );
                     break;
                 }
                 other => {
                     progress.finish(other.as_str());
                     failed = true;
-                    eprintln!("error[{}]: {label}: {}", described.error().unwrap_or("ExecutionFailed"), described.cause().unwrap_or("no cause given"));
+                    eprintln!(
+                        "error[{}]: {label}: {}",
+                        described.error().unwrap_or("ExecutionFailed"),
+                        described.cause().unwrap_or("no cause given")
+                    );
                     break;
                 }
             }

@@ -19,32 +19,63 @@ pub struct Args {
 pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
     let sdk = aws.sdk_config(&config).await;
     if args.target.starts_with("arn:") {
-        let region = args.target.split(':').nth(3).unwrap_or_default().to_string();
-        let client = aws_sdk_sfn::Client::from_conf(aws_sdk_sfn::config::Builder::from(&sdk).region(aws_config::Region::new(region)).build());
-        return match client.describe_execution().execution_arn(&args.target).send().await {
+        let region = args
+            .target
+            .split(':')
+            .nth(3)
+            .unwrap_or_default()
+            .to_string();
+        let client = aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::config::Builder::from(&sdk)
+                .region(aws_config::Region::new(region))
+                .build(),
+        );
+        return match client
+            .describe_execution()
+            .execution_arn(&args.target)
+            .send()
+            .await
+        {
             Ok(execution) => {
                 println!("{}: {}", args.target, execution.status().as_str());
-                println!("  started {:?}, stopped {:?}", execution.start_date(), execution.stop_date());
+                println!(
+                    "  started {:?}, stopped {:?}",
+                    execution.start_date(),
+                    execution.stop_date()
+                );
                 if execution.status() == &aws_sdk_sfn::types::ExecutionStatus::Running {
                     println!("  now in: {}", current_state(&client, &args.target).await);
                 }
                 if let Some(error) = execution.error() {
-                    println!("  failed with {error}: {}", execution.cause().unwrap_or("no cause given"));
+                    println!(
+                        "  failed with {error}: {}",
+                        execution.cause().unwrap_or("no cause given")
+                    );
                     return ExitCode::from(report::FAILED);
                 }
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("error[AwsError]: DescribeExecution: {}", aws_sdk_sfn::error::DisplayErrorContext(&error));
+                eprintln!(
+                    "error[AwsError]: DescribeExecution: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&error)
+                );
                 ExitCode::from(4)
             }
         };
     }
-    let regions = if args.regions.is_empty() { aws.region.clone().into_iter().collect() } else { args.regions };
+    let regions = if args.regions.is_empty() {
+        aws.region.clone().into_iter().collect()
+    } else {
+        args.regions
+    };
     let deps = Deps::from_sdk(&sdk, config);
     match ferry_core::audit::audit(&deps, &regions).await {
         Ok(replicas) => {
-            let found: Vec<_> = replicas.into_iter().filter(|r| r.replication_id.as_deref() == Some(args.target.as_str())).collect();
+            let found: Vec<_> = replicas
+                .into_iter()
+                .filter(|r| r.replication_id.as_deref() == Some(args.target.as_str()))
+                .collect();
             if found.is_empty() {
                 eprintln!("no replica of {} in {}: not started, cleaned up after a failure, or in another Region (--regions)", args.target, regions.join(", "));
                 return ExitCode::from(report::FAILED);
@@ -62,11 +93,21 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
 
 /// The state an execution is in now, from its latest history event.
 pub async fn current_state(client: &aws_sdk_sfn::Client, execution_arn: &str) -> String {
-    match client.get_execution_history().execution_arn(execution_arn).reverse_order(true).max_results(20).send().await {
+    match client
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .reverse_order(true)
+        .max_results(20)
+        .send()
+        .await
+    {
         Ok(history) => history
             .events()
             .iter()
-            .find_map(|e| e.state_entered_event_details().map(|d| d.name().to_string()))
+            .find_map(|e| {
+                e.state_entered_event_details()
+                    .map(|d| d.name().to_string())
+            })
             .unwrap_or_else(|| "starting".into()),
         Err(_) => "unknown".into(),
     }

@@ -44,37 +44,110 @@ async fn seeded() -> (LocalAws, Seeder, String, String) {
 #[tokio::test]
 async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
     let (aws, _seed, image, key_arn) = seeded().await;
-    let run = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--fsr-az", "us-west-2a", "--json"]);
+    let run = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--fsr-az",
+            "us-west-2a",
+            "--json",
+        ],
+    );
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert_eq!(run.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("✔ us-west-2") && stderr.contains(&key_arn), "the summary: {stderr}");
-    assert!(stderr.contains("[us-west-2] copying") && stderr.contains("verified"), "plain progress lines off a terminal: {stderr}");
-    let documents: Value = serde_json::from_str(&stdout).expect("stdout is the --json documents only");
+    assert!(
+        stderr.contains("✔ us-west-2") && stderr.contains(&key_arn),
+        "the summary: {stderr}"
+    );
+    assert!(
+        stderr.contains("[us-west-2] copying") && stderr.contains("verified"),
+        "plain progress lines off a terminal: {stderr}"
+    );
+    let documents: Value =
+        serde_json::from_str(&stdout).expect("stdout is the --json documents only");
     let replication_id = documents[0]["replicationId"].as_str().unwrap().to_string();
 
     let status = ferry(&aws, &["status", &replication_id, "--regions", DESTINATION]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
-    assert!(text(&status.stdout).contains(&image) && text(&status.stdout).contains(" ok"), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stdout).contains(&image) && text(&status.stdout).contains(" ok"),
+        "{}",
+        text(&status.stdout)
+    );
 }
 
 #[tokio::test]
 async fn a_bad_key_exits_1_with_the_error_name_and_a_hint() {
     let (aws, _seed, image, _) = seeded().await;
-    let run = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/missing"]);
+    let run = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/missing",
+        ],
+    );
     assert_eq!(run.status.code(), Some(1));
     let stderr = text(&run.stderr);
-    assert!(stderr.contains("error[KeyNotFound]") && stderr.contains("hint: create the key or alias"), "{stderr}");
-    let usage = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2"]);
-    assert_eq!(usage.status.code(), Some(2), "a malformed --to is a usage error");
+    assert!(
+        stderr.contains("error[KeyNotFound]") && stderr.contains("hint: create the key or alias"),
+        "{stderr}"
+    );
+    let usage = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2",
+        ],
+    );
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "a malformed --to is a usage error"
+    );
 }
 
 #[tokio::test]
 async fn the_audit_flags_planted_drift_and_exits_3() {
     let (aws, seed, image, _) = seeded().await;
-    let clean = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr"]);
+    let clean = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+        ],
+    );
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
-    let audit = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "json"]);
-    assert_eq!(audit.status.code(), Some(0), "a clean fleet passes: {}", text(&audit.stdout));
+    let audit = ferry(
+        &aws,
+        &["audit", "--regions", DESTINATION, "--format", "json"],
+    );
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "a clean fleet passes: {}",
+        text(&audit.stdout)
+    );
 
     // Drift: a copy that was never verified, and a replica whose source is gone.
     let deps = aws.deps(Config::default()).await;
@@ -82,32 +155,78 @@ async fn the_audit_flags_planted_drift_and_exits_3() {
     let snapshot = seed.snapshot(SOURCE, Some(&other_key), 8).await;
     let request = json!({"source": {"region": SOURCE, "snapshotId": snapshot}, "destination": {"region": DESTINATION, "kmsKeyId": "alias/dr"}});
     run_step(Step::StartCopy, &deps, &request).await.unwrap();
-    seed.ec2(SOURCE).deregister_image().image_id(&image).send().await.unwrap();
+    seed.ec2(SOURCE)
+        .deregister_image()
+        .image_id(&image)
+        .send()
+        .await
+        .unwrap();
 
-    let audit = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "json"]);
+    let audit = ferry(
+        &aws,
+        &["audit", "--regions", DESTINATION, "--format", "json"],
+    );
     assert_eq!(audit.status.code(), Some(3), "{}", text(&audit.stderr));
     let replicas: Value = serde_json::from_str(&text(&audit.stdout)).unwrap();
-    let flags: Vec<String> = replicas.as_array().unwrap().iter().flat_map(|r| r["flags"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string())).collect();
-    assert!(flags.contains(&"brokenLineage".to_string()) && flags.contains(&"notVerified".to_string()), "{flags:?}");
+    let flags: Vec<String> = replicas
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["kind"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        flags.contains(&"brokenLineage".to_string()) && flags.contains(&"notVerified".to_string()),
+        "{flags:?}"
+    );
     let table = ferry(&aws, &["audit", "--regions", DESTINATION]);
-    assert!(text(&table.stdout).contains("BROKEN LINEAGE") && text(&table.stdout).contains("NOT VERIFIED"), "{}", text(&table.stdout));
-    let csv = ferry(&aws, &["audit", "--regions", DESTINATION, "--format", "csv"]);
-    assert_eq!(text(&csv.stdout).lines().count(), 3, "a header and one row per replica snapshot: {}", text(&csv.stdout));
+    assert!(
+        text(&table.stdout).contains("BROKEN LINEAGE")
+            && text(&table.stdout).contains("NOT VERIFIED"),
+        "{}",
+        text(&table.stdout)
+    );
+    let csv = ferry(
+        &aws,
+        &["audit", "--regions", DESTINATION, "--format", "csv"],
+    );
+    assert_eq!(
+        text(&csv.stdout).lines().count(),
+        3,
+        "a header and one row per replica snapshot: {}",
+        text(&csv.stdout)
+    );
 }
 
 #[test]
 fn the_demo_replicates_and_proves_every_snapshot_is_under_its_destination_key() {
-    let run = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("demo").output().expect("ferry demo runs");
+    let run = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("demo")
+        .output()
+        .expect("ferry demo runs");
     let stdout = text(&run.stdout);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    assert_eq!(stdout.matches("= the destination key ✔").count(), 4, "{stdout}");
-    assert!(!stdout.contains('✘') && stdout.contains("FSR") && stdout.contains("Replication Succeeded"), "{stdout}");
+    assert_eq!(
+        stdout.matches("= the destination key ✔").count(),
+        4,
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('✘') && stdout.contains("FSR") && stdout.contains("Replication Succeeded"),
+        "{stdout}"
+    );
 }
 
 /// A state machine on the local AWS's Step Functions API (moto runs simple definitions itself):
 /// enough to prove the CLI starts idempotently, follows, reports and sets its exit code.
 async fn state_machine(aws: &LocalAws, name: &str, definition: Value) -> String {
-    let mut stream = std::net::TcpStream::connect(aws.endpoint.trim_start_matches("http://")).unwrap();
+    let mut stream =
+        std::net::TcpStream::connect(aws.endpoint.trim_start_matches("http://")).unwrap();
     let body = r#"{"stepfunctions": {"execute_state_machine": true}}"#;
     use std::io::{Read, Write};
     write!(stream, "POST /moto-api/config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
@@ -125,25 +244,77 @@ async fn state_machine(aws: &LocalAws, name: &str, definition: Value) -> String 
 }
 
 #[tokio::test]
-async fn replicate_through_a_state_machine_starts_once_follows_and_reports_success_or_the_error_name() {
+async fn replicate_through_a_state_machine_starts_once_follows_and_reports_success_or_the_error_name(
+) {
     let (aws, _seed, image, _) = seeded().await;
-    let succeeding = state_machine(&aws, "ferry-ok", json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}})).await;
-    let args = ["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--state-machine", &succeeding];
+    let succeeding = state_machine(
+        &aws,
+        "ferry-ok",
+        json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}),
+    )
+    .await;
+    let args = [
+        "replicate",
+        "--source-region",
+        SOURCE,
+        "--image",
+        &image,
+        "--to",
+        "us-west-2=alias/dr",
+        "--state-machine",
+        &succeeding,
+    ];
     let first = ferry(&aws, &args);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
-    assert!(text(&first.stdout).contains("succeeded"), "{}", text(&first.stdout));
+    assert!(
+        text(&first.stdout).contains("succeeded"),
+        "{}",
+        text(&first.stdout)
+    );
     let again = ferry(&aws, &args);
-    assert_eq!(again.status.code(), Some(0), "the same request names the same execution: {}", text(&again.stderr));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the same request names the same execution: {}",
+        text(&again.stderr)
+    );
     let sfn = aws_sdk_sfn::Client::new(&aws.sdk_config().await);
-    let executions = sfn.list_executions().state_machine_arn(&succeeding).send().await.unwrap();
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&succeeding)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(executions.executions().len(), 1, "starting is idempotent");
     let execution_arn = executions.executions()[0].execution_arn().to_string();
     let status = ferry(&aws, &["status", &execution_arn]);
     assert_eq!(status.status.code(), Some(0));
-    assert!(text(&status.stdout).contains("SUCCEEDED"), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stdout).contains("SUCCEEDED"),
+        "{}",
+        text(&status.stdout)
+    );
 
     let failing = state_machine(&aws, "ferry-fails", json!({"StartAt": "Failed", "States": {"Failed": {"Type": "Fail", "Error": "KeyNotFound", "Cause": "alias/dr not found in us-west-2"}}})).await;
-    let failed = ferry(&aws, &["replicate", "--source-region", SOURCE, "--image", &image, "--to", "us-west-2=alias/dr", "--state-machine", &failing]);
+    let failed = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--state-machine",
+            &failing,
+        ],
+    );
     assert_eq!(failed.status.code(), Some(1));
-    assert!(text(&failed.stderr).contains("error[KeyNotFound]") && text(&failed.stderr).contains("not found in us-west-2"), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains("error[KeyNotFound]")
+            && text(&failed.stderr).contains("not found in us-west-2"),
+        "{}",
+        text(&failed.stderr)
+    );
 }

@@ -43,12 +43,17 @@ impl Clock for EmulatorClock {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 /// The project's Python environment (scripts/setup makes it; `FERRY_VENV` overrides).
 pub fn venv() -> PathBuf {
-    std::env::var("FERRY_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"))
+    std::env::var("FERRY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv"))
 }
 
 /// True when `FERRY_EMULATOR=plain` asks for unpatched moto.
@@ -59,7 +64,12 @@ pub fn plain_mode() -> bool {
 /// The emulator's stderr (moto's tracebacks) goes to a file, never to an undrained pipe.
 fn emulator_log() -> Stdio {
     let path = std::env::temp_dir().join(format!("ferry-emulator-{}.log", std::process::id()));
-    std::fs::OpenOptions::new().create(true).append(true).open(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 impl LocalAws {
@@ -67,10 +77,23 @@ impl LocalAws {
     pub fn start(copy_seconds: f64) -> LocalAws {
         let root = repo_root();
         let python = venv().join("bin/python");
-        assert!(python.exists(), "{} is missing: run `scripts/setup` (or `make test`) first", python.display());
+        assert!(
+            python.exists(),
+            "{} is missing: run `scripts/setup` (or `make test`) first",
+            python.display()
+        );
         let mut command = Command::new(python);
         command
-            .args(["-m", "ferry_emulator", "--host", "127.0.0.1", "--port", "0", "--copy-seconds", &copy_seconds.to_string()])
+            .args([
+                "-m",
+                "ferry_emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--copy-seconds",
+                &copy_seconds.to_string(),
+            ])
             .env("PYTHONPATH", root.join("tests/emulator"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -81,10 +104,22 @@ impl LocalAws {
         let mut child = command.spawn().expect("the emulator starts");
         let stdin = child.stdin.take().expect("piped stdin");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("the emulator reports readiness");
-        let endpoint = line.trim().strip_prefix("FERRY_EMULATOR_READY ").unwrap_or_else(|| panic!("unexpected emulator output {line:?}")).to_string();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("the emulator reports readiness");
+        let endpoint = line
+            .trim()
+            .strip_prefix("FERRY_EMULATOR_READY ")
+            .unwrap_or_else(|| panic!("unexpected emulator output {line:?}"))
+            .to_string();
         let address = endpoint.trim_start_matches("http://").to_string();
-        LocalAws { child, _stdin: stdin, endpoint, address, offset_seconds: Arc::new(AtomicU64::new(0)) }
+        LocalAws {
+            child,
+            _stdin: stdin,
+            endpoint,
+            address,
+            offset_seconds: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// SDK configuration pointing at this emulator, with ferry's retry settings.
@@ -99,7 +134,10 @@ impl LocalAws {
                 None,
                 "ferry-tests",
             ))
-            .retry_config(retry_config(&SdkSettings { initial_backoff: Duration::from_millis(50), ..SdkSettings::default() }))
+            .retry_config(retry_config(&SdkSettings {
+                initial_backoff: Duration::from_millis(50),
+                ..SdkSettings::default()
+            }))
             .load()
             .await
     }
@@ -107,7 +145,12 @@ impl LocalAws {
     /// ferry's handlers wired to this emulator, on its clock.
     pub async fn deps(&self, config: Config) -> Deps {
         let deps = Deps::from_sdk(&self.sdk_config().await, config);
-        Deps { clock: Arc::new(EmulatorClock { offset_seconds: self.offset_seconds.clone() }), ..deps }
+        Deps {
+            clock: Arc::new(EmulatorClock {
+                offset_seconds: self.offset_seconds.clone(),
+            }),
+            ..deps
+        }
     }
 
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -123,18 +166,29 @@ impl LocalAws {
 
     /// Moves the emulator's clock forward: pending copies and FSR states progress.
     pub fn advance(&self, seconds: f64) {
-        self.control("POST", "/_ferry/advance", Some(json!({ "seconds": seconds })));
-        self.offset_seconds.fetch_add(seconds.ceil() as u64, Ordering::SeqCst);
+        self.control(
+            "POST",
+            "/_ferry/advance",
+            Some(json!({ "seconds": seconds })),
+        );
+        self.offset_seconds
+            .fetch_add(seconds.ceil() as u64, Ordering::SeqCst);
     }
 
     /// Every AWS call the emulator received, as `{service, action, region}`.
     pub fn calls(&self) -> Vec<Value> {
-        self.control("GET", "/_ferry/calls", None).as_array().cloned().unwrap_or_default()
+        self.control("GET", "/_ferry/calls", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How many calls of `action` were made.
     pub fn count_calls(&self, action: &str) -> usize {
-        self.calls().iter().filter(|call| call["action"] == action).count()
+        self.calls()
+            .iter()
+            .filter(|call| call["action"] == action)
+            .count()
     }
 
     /// What the fault switches did: `peakCopiesInFlight` and `copiesInFlight` per Region,
@@ -146,12 +200,19 @@ impl LocalAws {
 
     /// Re-points a snapshot's KMS key (drift: a replica later found under another key).
     pub fn tamper(&self, snapshot_id: &str, kms_key_id: &str) -> Value {
-        self.control("POST", "/_ferry/tamper", Some(json!({ "snapshotId": snapshot_id, "kmsKeyId": kms_key_id })))
+        self.control(
+            "POST",
+            "/_ferry/tamper",
+            Some(json!({ "snapshotId": snapshot_id, "kmsKeyId": kms_key_id })),
+        )
     }
 
     /// Every EventBridge entry published.
     pub fn events(&self) -> Vec<Value> {
-        self.control("GET", "/_ferry/events", None).as_array().cloned().unwrap_or_default()
+        self.control("GET", "/_ferry/events", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -168,7 +229,10 @@ pub(crate) fn http_json(address: &str, method: &str, path: &str, body: Option<Va
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response read");
     let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {path}: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{method} {path}: {head}"
+    );
     serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} {path}: {e}: {payload}"))
 }
 

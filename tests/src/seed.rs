@@ -2,7 +2,9 @@
 //! snapshots, and EBS-backed images.
 
 use aws_config::{Region, SdkConfig};
-use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, ResourceType, TagSpecification, VolumeType};
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, ResourceType, TagSpecification, VolumeType,
+};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 
 pub struct Seeder {
@@ -18,46 +20,112 @@ pub struct Key {
 
 impl Seeder {
     pub fn new(config: &SdkConfig) -> Self {
-        Seeder { config: config.clone() }
+        Seeder {
+            config: config.clone(),
+        }
     }
 
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&self.config).region(Region::new(region.to_string())).build())
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&self.config)
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 
     pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
-        aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&self.config).region(Region::new(region.to_string())).build())
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.config)
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 
-    pub async fn key_with(&self, region: &str, spec: KeySpec, usage: KeyUsageType, multi_region: bool) -> Key {
-        let output = self.kms(region).create_key().key_spec(spec).key_usage(usage).multi_region(multi_region).send().await.expect("CreateKey");
+    pub async fn key_with(
+        &self,
+        region: &str,
+        spec: KeySpec,
+        usage: KeyUsageType,
+        multi_region: bool,
+    ) -> Key {
+        let output = self
+            .kms(region)
+            .create_key()
+            .key_spec(spec)
+            .key_usage(usage)
+            .multi_region(multi_region)
+            .send()
+            .await
+            .expect("CreateKey");
         let metadata = output.key_metadata().expect("key metadata");
-        Key { id: metadata.key_id().to_string(), arn: metadata.arn().unwrap_or_default().to_string() }
+        Key {
+            id: metadata.key_id().to_string(),
+            arn: metadata.arn().unwrap_or_default().to_string(),
+        }
     }
 
     pub async fn key(&self, region: &str) -> Key {
-        self.key_with(region, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt, false).await
+        self.key_with(
+            region,
+            KeySpec::SymmetricDefault,
+            KeyUsageType::EncryptDecrypt,
+            false,
+        )
+        .await
     }
 
     pub async fn alias(&self, region: &str, alias: &str, key: &Key) {
-        self.kms(region).create_alias().alias_name(alias).target_key_id(&key.id).send().await.expect("CreateAlias");
+        self.kms(region)
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(&key.id)
+            .send()
+            .await
+            .expect("CreateAlias");
     }
 
     /// A multi-Region primary in `primary_region` and its replica in `replica_region`.
     pub async fn multi_region_replica(&self, primary_region: &str, replica_region: &str) -> Key {
-        let primary = self.key_with(primary_region, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt, true).await;
-        let output =
-            self.kms(primary_region).replicate_key().key_id(&primary.id).replica_region(replica_region).send().await.expect("ReplicateKey");
+        let primary = self
+            .key_with(
+                primary_region,
+                KeySpec::SymmetricDefault,
+                KeyUsageType::EncryptDecrypt,
+                true,
+            )
+            .await;
+        let output = self
+            .kms(primary_region)
+            .replicate_key()
+            .key_id(&primary.id)
+            .replica_region(replica_region)
+            .send()
+            .await
+            .expect("ReplicateKey");
         let metadata = output.replica_key_metadata().expect("replica metadata");
-        Key { id: metadata.key_id().to_string(), arn: metadata.arn().unwrap_or_default().to_string() }
+        Key {
+            id: metadata.key_id().to_string(),
+            arn: metadata.arn().unwrap_or_default().to_string(),
+        }
     }
 
     pub async fn disable_key(&self, region: &str, key: &Key) {
-        self.kms(region).disable_key().key_id(&key.id).send().await.expect("DisableKey");
+        self.kms(region)
+            .disable_key()
+            .key_id(&key.id)
+            .send()
+            .await
+            .expect("DisableKey");
     }
 
     pub async fn schedule_deletion(&self, region: &str, key: &Key) {
-        self.kms(region).schedule_key_deletion().key_id(&key.id).pending_window_in_days(7).send().await.expect("ScheduleKeyDeletion");
+        self.kms(region)
+            .schedule_key_deletion()
+            .key_id(&key.id)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .expect("ScheduleKeyDeletion");
     }
 
     /// A completed snapshot of a volume encrypted under `key` (unencrypted when `None`).
@@ -79,7 +147,12 @@ impl Seeder {
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::Snapshot)
-                    .tags(aws_sdk_ec2::types::Tag::builder().key("team").value("platform").build())
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("team")
+                            .value("platform")
+                            .build(),
+                    )
                     .build(),
             )
             .send()
@@ -90,10 +163,21 @@ impl Seeder {
 
     /// An EBS-backed AMI with an 8 GiB root snapshot under `root_key` and a 20 GiB data snapshot
     /// under `data_key`. Returns the image and its two snapshots.
-    pub async fn golden_image(&self, region: &str, root_key: &Key, data_key: &Key) -> (String, [String; 2]) {
+    pub async fn golden_image(
+        &self,
+        region: &str,
+        root_key: &Key,
+        data_key: &Key,
+    ) -> (String, [String; 2]) {
         let root = self.snapshot(region, Some(root_key), 8).await;
         let data = self.snapshot(region, Some(data_key), 20).await;
-        let image = self.image(region, "web-golden", &[("/dev/xvda", &root), ("/dev/xvdb", &data)]).await;
+        let image = self
+            .image(
+                region,
+                "web-golden",
+                &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
+            )
+            .await;
         (image, [root, data])
     }
 
@@ -104,7 +188,13 @@ impl Seeder {
             .map(|(device, snapshot)| {
                 BlockDeviceMapping::builder()
                     .device_name(*device)
-                    .ebs(EbsBlockDevice::builder().snapshot_id(*snapshot).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .snapshot_id(*snapshot)
+                            .volume_type(VolumeType::Gp3)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
                     .build()
             })
             .collect();
@@ -122,7 +212,12 @@ impl Seeder {
         self.ec2(region)
             .create_tags()
             .resources(output.image_id().unwrap_or_default())
-            .tags(aws_sdk_ec2::types::Tag::builder().key("app").value("web").build())
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("app")
+                    .value("web")
+                    .build(),
+            )
             .send()
             .await
             .expect("CreateTags");
@@ -145,35 +240,82 @@ impl Seeder {
 
     /// A snapshot copy into `region` that is still pending (for a source that is not ready).
     pub async fn pending_copy(&self, from_region: &str, snapshot: &str, region: &str) -> String {
-        let output = self.ec2(region).copy_snapshot().source_region(from_region).source_snapshot_id(snapshot).send().await.expect("CopySnapshot");
+        let output = self
+            .ec2(region)
+            .copy_snapshot()
+            .source_region(from_region)
+            .source_snapshot_id(snapshot)
+            .send()
+            .await
+            .expect("CopySnapshot");
         output.snapshot_id().unwrap_or_default().to_string()
     }
 
-    pub async fn describe_snapshots(&self, region: &str, ids: &[String]) -> Vec<aws_sdk_ec2::types::Snapshot> {
-        let output = self.ec2(region).describe_snapshots().set_snapshot_ids(Some(ids.to_vec())).send().await.expect("DescribeSnapshots");
+    pub async fn describe_snapshots(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let output = self
+            .ec2(region)
+            .describe_snapshots()
+            .set_snapshot_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("DescribeSnapshots");
         output.snapshots().to_vec()
     }
 
     pub async fn describe_image(&self, region: &str, id: &str) -> aws_sdk_ec2::types::Image {
-        let output = self.ec2(region).describe_images().image_ids(id).send().await.expect("DescribeImages");
+        let output = self
+            .ec2(region)
+            .describe_images()
+            .image_ids(id)
+            .send()
+            .await
+            .expect("DescribeImages");
         output.images().first().cloned().expect("the image exists")
     }
 
     /// Images in `region` owned by this account (moto also lists its public catalogue, so filter).
     pub async fn owned_images(&self, region: &str) -> Vec<aws_sdk_ec2::types::Image> {
-        let output = self.ec2(region).describe_images().owners("self").send().await.expect("DescribeImages");
+        let output = self
+            .ec2(region)
+            .describe_images()
+            .owners("self")
+            .send()
+            .await
+            .expect("DescribeImages");
         output.images().to_vec()
     }
 
     /// Snapshots in `region` carrying tag `key`=`value`.
-    pub async fn snapshots_tagged(&self, region: &str, key: &str, value: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
-        let filter = Filter::builder().name(format!("tag:{key}")).values(value).build();
-        let output = self.ec2(region).describe_snapshots().owner_ids("self").filters(filter).send().await.expect("DescribeSnapshots");
+    pub async fn snapshots_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build();
+        let output = self
+            .ec2(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter)
+            .send()
+            .await
+            .expect("DescribeSnapshots");
         output.snapshots().to_vec()
     }
 }
 
 /// The value of tag `key` among `tags`.
 pub fn tag_value(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string)
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
 }

@@ -35,7 +35,14 @@ use crate::local_aws::repo_root;
 use crate::LocalAws;
 
 /// The Lambda binaries, as SAM's `BuildProperties.Binary` names them.
-pub const FUNCTIONS: [&str; 6] = ["plan-replication", "start-copy", "check-copy", "verify-encryption", "tag-lineage", "enable-fsr"];
+pub const FUNCTIONS: [&str; 6] = [
+    "plan-replication",
+    "start-copy",
+    "check-copy",
+    "verify-encryption",
+    "tag-lineage",
+    "enable-fsr",
+];
 
 /// `DefinitionSubstitutions` key → binary, as in infra/template.yaml.
 const FUNCTION_ARNS: [(&str, &str); 6] = [
@@ -71,13 +78,21 @@ pub fn function_arn(binary: &str) -> String {
 /// `statemachine/ferry.asl.json` with its placeholders replaced as CloudFormation would.
 /// `FERRY_ASL_DEFINITION=path` runs another definition instead (to try a change to the ASL).
 pub fn definition() -> Value {
-    let path = std::env::var_os("FERRY_ASL_DEFINITION").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| repo_root().join("statemachine/ferry.asl.json"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let path = std::env::var_os("FERRY_ASL_DEFINITION")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("statemachine/ferry.asl.json"));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (key, binary) in FUNCTION_ARNS {
         text = text.replace(&format!("${{{key}}}"), &function_arn(binary));
     }
     text = text.replace("${EventBusName}", EVENT_BUS);
-    assert!(!text.contains("${"), "{} has a placeholder the harness does not fill", path.display());
+    assert!(
+        !text.contains("${"),
+        "{} has a placeholder the harness does not fill",
+        path.display()
+    );
     serde_json::from_str(&text).expect("the definition is JSON")
 }
 
@@ -100,17 +115,28 @@ pub struct Execution {
 impl Execution {
     /// The input of each time `state` was entered, in order.
     pub fn entered(&self, state: &str) -> Vec<&Value> {
-        self.history.iter().filter(|e| e["type"] == "StateEntered" && e["state"] == state).map(|e| &e["input"]).collect()
+        self.history
+            .iter()
+            .filter(|e| e["type"] == "StateEntered" && e["state"] == state)
+            .map(|e| &e["input"])
+            .collect()
     }
 
     /// How often `state` was retried.
     pub fn retries(&self, state: &str) -> usize {
-        self.history.iter().filter(|e| e["type"] == "StateRetried" && e["state"] == state).count()
+        self.history
+            .iter()
+            .filter(|e| e["type"] == "StateRetried" && e["state"] == state)
+            .count()
     }
 
     /// The last state entered at the top level or in any branch, in order of entry.
     pub fn last_state(&self) -> Option<&str> {
-        self.history.iter().rev().find(|e| e["type"] == "StateEntered").and_then(|e| e["state"].as_str())
+        self.history
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "StateEntered")
+            .and_then(|e| e["state"].as_str())
     }
 }
 
@@ -122,49 +148,87 @@ fn function_binaries() -> &'static BTreeMap<String, PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
             .current_dir(repo_root())
-            .args(["build", "--workspace", "--all-targets", "--message-format=json-render-diagnostics"])
+            .args([
+                "build",
+                "--workspace",
+                "--all-targets",
+                "--message-format=json-render-diagnostics",
+            ])
             .stderr(Stdio::inherit())
             .output()
             .expect("cargo runs");
-        assert!(output.status.success(), "cargo build --workspace --all-targets failed");
+        assert!(
+            output.status.success(),
+            "cargo build --workspace --all-targets failed"
+        );
         let mut binaries = BTreeMap::new();
         let mut rebuilt = BTreeSet::new();
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(message) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             let name = message["target"]["name"].as_str().unwrap_or_default();
             if message["reason"] == "compiler-artifact" && message["fresh"] == false {
                 rebuilt.insert(name.to_string());
             }
-            let is_bin = message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
-            if message["reason"] == "compiler-artifact" && is_bin && message["profile"]["test"] == false && FUNCTIONS.contains(&name) {
+            let is_bin = message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+            if message["reason"] == "compiler-artifact"
+                && is_bin
+                && message["profile"]["test"] == false
+                && FUNCTIONS.contains(&name)
+            {
                 if let Some(executable) = message["executable"].as_str() {
                     binaries.insert(name.to_string(), PathBuf::from(executable));
                 }
             }
         }
-        assert_eq!(binaries.len(), FUNCTIONS.len(), "cargo built {binaries:?}, expected every one of {FUNCTIONS:?}");
-        eprintln!("state machine harness: function binaries ready in {:.1?} (built: {rebuilt:?})", started.elapsed());
+        assert_eq!(
+            binaries.len(),
+            FUNCTIONS.len(),
+            "cargo built {binaries:?}, expected every one of {FUNCTIONS:?}"
+        );
+        eprintln!(
+            "state machine harness: function binaries ready in {:.1?} (built: {rebuilt:?})",
+            started.elapsed()
+        );
         binaries
     })
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before listening; see {}", log.display());
+            panic!(
+                "{what} exited ({status}) before listening; see {}",
+                log.display()
+            );
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 60 s; see {}", log.display());
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 60 s; see {}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn log_file(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new().create(true).append(true).open(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 /// Children die with the thread that started them (the test's), even when it is killed.
@@ -206,10 +270,22 @@ impl LocalStepFunctions {
         let binaries = function_binaries();
         let venv = crate::local_aws::venv();
         let (cargo_lambda, python) = (venv.join("bin/cargo-lambda"), venv.join("bin/python"));
-        assert!(cargo_lambda.exists(), "{} is missing: run `scripts/setup` (or `make test`) first", cargo_lambda.display());
-        assert!(node().exists(), "{} is missing: run `scripts/setup` (or `make test`) first", node().display());
+        assert!(
+            cargo_lambda.exists(),
+            "{} is missing: run `scripts/setup` (or `make test`) first",
+            cargo_lambda.display()
+        );
+        assert!(
+            node().exists(),
+            "{} is missing: run `scripts/setup` (or `make test`) first",
+            node().display()
+        );
 
-        let log_dir = std::env::temp_dir().join(format!("ferry-stepfunctions-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let log_dir = std::env::temp_dir().join(format!(
+            "ferry-stepfunctions-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let mut children = vec![];
 
@@ -219,7 +295,16 @@ impl LocalStepFunctions {
         let mut watch = die_with_parent(
             Command::new(&cargo_lambda)
                 .current_dir(&root)
-                .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "-A", "127.0.0.1", "-P", &watch_port.to_string()])
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "--ignore-changes",
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                    &watch_port.to_string(),
+                ])
                 .stdin(Stdio::null())
                 .stdout(log_file(&watch_log))
                 .stderr(log_file(&watch_log)),
@@ -235,7 +320,10 @@ impl LocalStepFunctions {
                 let mut command = Command::new(binary);
                 command
                     .env_clear()
-                    .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{watch_port}/.rt/{name}"))
+                    .env(
+                        "AWS_LAMBDA_RUNTIME_API",
+                        format!("http://127.0.0.1:{watch_port}/.rt/{name}"),
+                    )
                     .env("AWS_LAMBDA_FUNCTION_NAME", name)
                     .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                     .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -260,7 +348,11 @@ impl LocalStepFunctions {
                 if name == "tag-lineage" {
                     command.env("FERRY_EVENT_BUS", EVENT_BUS);
                 }
-                children.push(die_with_parent(&mut command).spawn().unwrap_or_else(|e| panic!("{}: {e}", binary.display())));
+                children.push(
+                    die_with_parent(&mut command)
+                        .spawn()
+                        .unwrap_or_else(|e| panic!("{}: {e}", binary.display())),
+                );
             }
         }
 
@@ -269,7 +361,14 @@ impl LocalStepFunctions {
         router
             .current_dir(&root)
             .env("PYTHONPATH", root.join("tests/emulator"))
-            .args(["-m", "ferry_emulator.lambda_router", "--emulator", &aws.endpoint, "--lambda", &format!("http://127.0.0.1:{watch_port}")])
+            .args([
+                "-m",
+                "ferry_emulator.lambda_router",
+                "--emulator",
+                &aws.endpoint,
+                "--lambda",
+                &format!("http://127.0.0.1:{watch_port}"),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file(&router_log));
@@ -279,11 +378,18 @@ impl LocalStepFunctions {
         let mut router = router.spawn().expect("the router starts");
         let router_stdin = router.stdin.take().expect("piped stdin");
         let mut line = String::new();
-        BufReader::new(router.stdout.take().expect("piped stdout")).read_line(&mut line).expect("the router reports readiness");
+        BufReader::new(router.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("the router reports readiness");
         let lambda_endpoint = line
             .trim()
             .strip_prefix("FERRY_LAMBDA_ROUTER_READY ")
-            .unwrap_or_else(|| panic!("unexpected router output {line:?}; see {}", router_log.display()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected router output {line:?}; see {}",
+                    router_log.display()
+                )
+            })
             .to_string();
         children.push(router);
 
@@ -291,11 +397,17 @@ impl LocalStepFunctions {
         // than let its invocations time out.
         for child in &mut children {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("a local Lambda process exited at start ({status}); see {}", functions_log.display());
+                panic!(
+                    "a local Lambda process exited at start ({status}); see {}",
+                    functions_log.display()
+                );
             }
         }
         let startup = started.elapsed();
-        eprintln!("state machine harness: started in {startup:.1?} (logs in {})", log_dir.display());
+        eprintln!(
+            "state machine harness: started in {startup:.1?} (logs in {})",
+            log_dir.display()
+        );
         LocalStepFunctions {
             children,
             _router_stdin: router_stdin,
@@ -321,12 +433,22 @@ impl LocalStepFunctions {
     /// killed: `X-Amz-Function-Error: Unhandled`, errorType `Runtime.ExitError`).
     pub fn lose_answers(&self, function: &str, mode: &str, times: u32) {
         let router = self.lambda_endpoint.trim_start_matches("http://");
-        crate::local_aws::http_json(router, "POST", "/_router/faults", Some(json!({"function": function, "mode": mode, "times": times})));
+        crate::local_aws::http_json(
+            router,
+            "POST",
+            "/_router/faults",
+            Some(json!({"function": function, "mode": mode, "times": times})),
+        );
     }
 
     /// The router's faults: `{"pending": [...], "injected": [{"function", "mode"}...]}`.
     pub fn router_faults(&self) -> Value {
-        crate::local_aws::http_json(self.lambda_endpoint.trim_start_matches("http://"), "GET", "/_router/faults", None)
+        crate::local_aws::http_json(
+            self.lambda_endpoint.trim_start_matches("http://"),
+            "GET",
+            "/_router/faults",
+            None,
+        )
     }
 
     /// Runs one execution to its end.
@@ -363,7 +485,10 @@ impl LocalStepFunctions {
             .spawn()
             .expect("node runs");
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(job.to_string().as_bytes()).await.expect("job written");
+        stdin
+            .write_all(job.to_string().as_bytes())
+            .await
+            .expect("job written");
         drop(stdin);
         let output = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
             .await
@@ -371,9 +496,21 @@ impl LocalStepFunctions {
             .expect("the runner ends");
         let stdout = String::from_utf8_lossy(&output.stdout);
         // Kept for reading after the test: the whole history of every execution.
-        let _ = std::fs::write(self.log_dir.join(format!("run-{}.json", self.runs.fetch_add(1, Ordering::SeqCst))), stdout.as_bytes());
-        assert!(output.status.success(), "runner.mjs failed ({}); see {}", output.status, stderr_path.display());
-        let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("runner.mjs printed no result ({e}): {stdout}"));
+        let _ = std::fs::write(
+            self.log_dir.join(format!(
+                "run-{}.json",
+                self.runs.fetch_add(1, Ordering::SeqCst)
+            )),
+            stdout.as_bytes(),
+        );
+        assert!(
+            output.status.success(),
+            "runner.mjs failed ({}); see {}",
+            output.status,
+            stderr_path.display()
+        );
+        let result: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("runner.mjs printed no result ({e}): {stdout}"));
         result["executions"]
             .as_array()
             .expect("executions")
@@ -408,7 +545,9 @@ impl Drop for LocalStepFunctions {
 
 /// `<repo>/.tools/stepfunctions`: aws-local-stepfunctions and Node 22, installed by scripts/setup.
 pub fn tools_dir() -> PathBuf {
-    std::env::var("FERRY_STEPFUNCTIONS_TOOLS").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".tools/stepfunctions"))
+    std::env::var("FERRY_STEPFUNCTIONS_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tools/stepfunctions"))
 }
 
 fn node() -> PathBuf {

@@ -72,11 +72,19 @@ pub fn ferry_events(world: &World) -> Vec<(String, Value)> {
         .events()
         .iter()
         .filter(|e| e["source"] == "ferry")
-        .map(|e| (e["detailType"].as_str().unwrap_or_default().to_string(), serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null)))
+        .map(|e| {
+            (
+                e["detailType"].as_str().unwrap_or_default().to_string(),
+                serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+            )
+        })
         .collect()
 }
 
 /// How many of `events` have `detail_type`.
 pub fn count(events: &[(String, Value)], detail_type: &str) -> usize {
-    events.iter().filter(|(kind, _)| kind == detail_type).count()
+    events
+        .iter()
+        .filter(|(kind, _)| kind == detail_type)
+        .count()
 }

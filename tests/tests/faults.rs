@@ -13,19 +13,29 @@ use std::time::{Duration, Instant};
 use ferry_core::audit::{audit, Flag};
 use ferry_core::{Config, FerryError};
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::{figure, replicate_in_process, run_step, Execution, Step};
 use ferry_tests::world::{count, ferry_events, policy, HandlerWorld, World, SELECTION_TAG, SOURCE};
+use ferry_tests::{figure, replicate_in_process, run_step, Execution, Step};
 use serde_json::{json, Value};
 
 const WEST: &str = "us-west-2";
 const EUROPE: &str = "eu-west-1";
 const SYDNEY: &str = "ap-southeast-2";
 
-
 /// Tags `resources` with the policy's selection tag, in one call.
 async fn select(world: &World, resources: &[String]) {
-    let tag = aws_sdk_ec2::types::Tag::builder().key(SELECTION_TAG).value("true").build();
-    world.seed.ec2(SOURCE).create_tags().set_resources(Some(resources.to_vec())).tags(tag).send().await.expect("CreateTags");
+    let tag = aws_sdk_ec2::types::Tag::builder()
+        .key(SELECTION_TAG)
+        .value("true")
+        .build();
+    world
+        .seed
+        .ec2(SOURCE)
+        .create_tags()
+        .set_resources(Some(resources.to_vec()))
+        .tags(tag)
+        .send()
+        .await
+        .expect("CreateTags");
 }
 
 /// A selected AMI in the source Region with two snapshots under `key`.
@@ -46,7 +56,9 @@ async fn source_snapshots(world: &World, key: &Key, count: usize) -> Vec<String>
 }
 
 fn fixture(name: &str) -> Value {
-    let path = ferry_tests::local_aws::repo_root().join("tests/fixtures/events").join(name);
+    let path = ferry_tests::local_aws::repo_root()
+        .join("tests/fixtures/events")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
 }
 
@@ -87,12 +99,19 @@ fn report(test: &str, execution: &Execution) {
 fn outcome(execution: &Execution) -> Value {
     match execution.output.get("outcome") {
         Some(outcome) => outcome.clone(),
-        None => execution.entered("AnyFailed").first().map(|input| input["outcome"].clone()).unwrap_or(Value::Null),
+        None => execution
+            .entered("AnyFailed")
+            .first()
+            .map(|input| input["outcome"].clone())
+            .unwrap_or(Value::Null),
     }
 }
 
 fn succeeded(execution: &Execution) -> Vec<Value> {
-    outcome(execution)["succeeded"].as_array().cloned().unwrap_or_default()
+    outcome(execution)["succeeded"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Every retry the state machine made, by error name.
@@ -104,7 +123,11 @@ fn retried_errors(executions: &[Execution]) -> BTreeMap<String, usize> {
         for event in &execution.history {
             match event["type"].as_str() {
                 Some("StateFailed") => last_error = event["error"].as_str().map(str::to_string),
-                Some("StateRetried") => *errors.entry(last_error.clone().unwrap_or_else(|| "?".into())).or_insert(0) += 1,
+                Some("StateRetried") => {
+                    *errors
+                        .entry(last_error.clone().unwrap_or_else(|| "?".into()))
+                        .or_insert(0) += 1
+                }
                 _ => {}
             }
         }
@@ -114,7 +137,10 @@ fn retried_errors(executions: &[Execution]) -> BTreeMap<String, usize> {
 
 /// Snapshots ferry made in `region` (tagged `ferry:managed-by=ferry`).
 async fn ferry_snapshots(world: &World, region: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
-    world.seed.snapshots_tagged(region, "ferry:managed-by", "ferry").await
+    world
+        .seed
+        .snapshots_tagged(region, "ferry:managed-by", "ferry")
+        .await
 }
 
 /// Every replica snapshot in `region` is completed, encrypted under exactly `key`, and tagged
@@ -122,10 +148,23 @@ async fn ferry_snapshots(world: &World, region: &str) -> Vec<aws_sdk_ec2::types:
 async fn verified_replicas(world: &World, region: &str, key: &Key) -> BTreeMap<String, usize> {
     let mut per_source = BTreeMap::new();
     for snapshot in ferry_snapshots(world, region).await {
-        assert_eq!(snapshot.state().map(|s| s.as_str()), Some("completed"), "{snapshot:?}");
-        assert_eq!((snapshot.encrypted(), snapshot.kms_key_id()), (Some(true), Some(key.arn.as_str())), "{snapshot:?}");
-        assert!(tag_value(snapshot.tags(), "ferry:verified-at").is_some(), "verified: {snapshot:?}");
-        *per_source.entry(tag_value(snapshot.tags(), "ferry:source-id").expect("lineage")).or_insert(0) += 1;
+        assert_eq!(
+            snapshot.state().map(|s| s.as_str()),
+            Some("completed"),
+            "{snapshot:?}"
+        );
+        assert_eq!(
+            (snapshot.encrypted(), snapshot.kms_key_id()),
+            (Some(true), Some(key.arn.as_str())),
+            "{snapshot:?}"
+        );
+        assert!(
+            tag_value(snapshot.tags(), "ferry:verified-at").is_some(),
+            "verified: {snapshot:?}"
+        );
+        *per_source
+            .entry(tag_value(snapshot.tags(), "ferry:source-id").expect("lineage"))
+            .or_insert(0) += 1;
     }
     per_source
 }
@@ -135,58 +174,103 @@ fn stat(stats: &Value, key: &str, region: &str) -> u64 {
 }
 
 fn faulted_answers(stats: &Value, key: &str) -> u64 {
-    stats[key].as_object().map(|per_service| per_service.values().filter_map(Value::as_u64).sum()).unwrap_or(0)
+    stats[key]
+        .as_object()
+        .map(|per_service| per_service.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
 }
 
 /// EC2 and KMS calls the emulator received (faulted ones included).
 fn ec2_and_kms_calls(world: &World) -> usize {
-    world.aws.calls().iter().filter(|c| c["service"] == "ec2" || c["service"] == "kms").count()
+    world
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c["service"] == "ec2" || c["service"] == "kms")
+        .count()
 }
 
 // --- Duplicates -------------------------------------------------------------------------------
 
 /// Two destination Regions; 1 AMI (two snapshots) and 2 snapshots selected in the source Region;
 /// their trigger events.
-async fn duplicates_world(copy_seconds: f64) -> (World, [(&'static str, Key); 2], String, Vec<String>, Vec<Value>) {
+async fn duplicates_world(
+    copy_seconds: f64,
+) -> (
+    World,
+    [(&'static str, Key); 2],
+    String,
+    Vec<String>,
+    Vec<Value>,
+) {
     let destinations = json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}, {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"}]);
     let world = World::start(policy(destinations, 20), copy_seconds).await;
-    let keys = [(WEST, world.aliased_key(WEST, "alias/ferry-usw2").await), (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await)];
+    let keys = [
+        (WEST, world.aliased_key(WEST, "alias/ferry-usw2").await),
+        (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await),
+    ];
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let snapshots = source_snapshots(&world, &source_key, 2).await;
-    let events = vec![ami_available(&image), snapshot_created(&snapshots[0]), snapshot_created(&snapshots[1])];
+    let events = vec![
+        ami_available(&image),
+        snapshot_created(&snapshots[0]),
+        snapshot_created(&snapshots[1]),
+    ];
     (world, keys, image, snapshots, events)
 }
 
 /// Copies per (source, Region) beyond the first, after checking every copy is verified.
-async fn duplicate_copies(world: &World, keys: &[(&str, Key)], image: &str, snapshots: &[String]) -> (usize, usize) {
+async fn duplicate_copies(
+    world: &World,
+    keys: &[(&str, Key)],
+    image: &str,
+    snapshots: &[String],
+) -> (usize, usize) {
     let (mut replicas, mut duplicates) = (0, 0);
     for (region, key) in keys {
         let per_source = verified_replicas(world, region, key).await;
         let copies = |source: &str| per_source.get(source).copied().unwrap_or(0);
         // The AMI copy holds two snapshots.
-        for (source, copies) in [(image, copies(image) / 2), (&snapshots[0], copies(&snapshots[0])), (&snapshots[1], copies(&snapshots[1]))] {
-            assert!(copies >= 1, "{region}: {source} was replicated: {per_source:?}");
+        for (source, copies) in [
+            (image, copies(image) / 2),
+            (&snapshots[0], copies(&snapshots[0])),
+            (&snapshots[1], copies(&snapshots[1])),
+        ] {
+            assert!(
+                copies >= 1,
+                "{region}: {source} was replicated: {per_source:?}"
+            );
             replicas += 1;
             duplicates += copies - 1;
         }
-        assert_eq!(world.seed.owned_images(region).await.len(), 1, "{region}: one AMI copy");
+        assert_eq!(
+            world.seed.owned_images(region).await.len(),
+            1,
+            "{region}: one AMI copy"
+        );
     }
     (replicas, duplicates)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_source_region_and_key() {
+async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_source_region_and_key(
+) {
     let started = Instant::now();
     let (world, keys, image, snapshots, events) = duplicates_world(2.0).await;
 
     // At-least-once delivery: each event once, then twice more at once while its copies are in
     // flight (EventBridge redelivers within seconds; copies take minutes).
     let first = world.sfn.run_all(&events);
-    let redeliveries: Vec<Value> = events.iter().flat_map(|event| [event.clone(), event.clone()]).collect();
+    let redeliveries: Vec<Value> = events
+        .iter()
+        .flat_map(|event| [event.clone(), event.clone()])
+        .collect();
     let again = async {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while ferry_snapshots(&world, WEST).await.len() < 4 || ferry_snapshots(&world, EUROPE).await.len() < 4 {
+        while ferry_snapshots(&world, WEST).await.len() < 4
+            || ferry_snapshots(&world, EUROPE).await.len() < 4
+        {
             assert!(Instant::now() < deadline, "the first copies never started");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -196,7 +280,12 @@ async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_so
     let executions: Vec<Execution> = first.into_iter().chain(again).collect();
     for (i, execution) in executions.iter().enumerate() {
         report(&format!("delivery {}", i + 1), execution);
-        assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+        assert_eq!(
+            (execution.status.as_str(), execution.error.as_deref()),
+            ("SUCCEEDED", None),
+            "{:?}",
+            execution.cause
+        );
     }
 
     let (replicas, duplicates) = duplicate_copies(&world, &keys, &image, &snapshots).await;
@@ -204,9 +293,21 @@ async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_so
     // Every execution names the same replica for the same source and Region.
     let mut named: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for branch in executions.iter().flat_map(succeeded) {
-        let source = branch["source"]["imageId"].as_str().or(branch["source"]["snapshotId"].as_str()).unwrap_or_default().to_string();
-        let region = branch["destination"]["region"].as_str().unwrap_or_default().to_string();
-        named.entry((source, region)).or_default().insert(branch["destinationId"].as_str().unwrap_or_default().to_string());
+        let source = branch["source"]["imageId"]
+            .as_str()
+            .or(branch["source"]["snapshotId"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let region = branch["destination"]["region"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        named.entry((source, region)).or_default().insert(
+            branch["destinationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     assert_eq!(named.len(), 6);
     assert!(named.values().all(|ids| ids.len() == 1), "{named:?}");
@@ -225,10 +326,18 @@ async fn every_trigger_event_delivered_three_times_makes_exactly_one_copy_per_so
 async fn every_trigger_event_delivered_three_times_at_the_same_instant_makes_exactly_one_copy() {
     let started = Instant::now();
     let (world, keys, image, snapshots, events) = duplicates_world(1.0).await;
-    let deliveries: Vec<Value> = events.iter().flat_map(|event| std::iter::repeat_n(event.clone(), 3)).collect();
+    let deliveries: Vec<Value> = events
+        .iter()
+        .flat_map(|event| std::iter::repeat_n(event.clone(), 3))
+        .collect();
     let executions = world.sfn.run_all(&deliveries).await;
     for execution in &executions {
-        assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+        assert_eq!(
+            (execution.status.as_str(), execution.error.as_deref()),
+            ("SUCCEEDED", None),
+            "{:?}",
+            execution.cause
+        );
     }
     let (replicas, duplicates) = duplicate_copies(&world, &keys, &image, &snapshots).await;
     let copy_calls = world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot");
@@ -247,10 +356,23 @@ async fn every_trigger_event_delivered_three_times_at_the_same_instant_makes_exa
 /// Seeds 1 AMI and `snapshots` snapshots for two Regions, injects `faults` into every EC2 and KMS
 /// call, runs the DR sweep through the state machine and checks every replication completed.
 /// Returns (replications completed, replications planned, EC2+KMS calls, stats, retries).
-async fn sweep_under(faults: Value, snapshots: usize) -> (World, Execution, usize, usize, Value, BTreeMap<String, usize>) {
+async fn sweep_under(
+    faults: Value,
+    snapshots: usize,
+) -> (
+    World,
+    Execution,
+    usize,
+    usize,
+    Value,
+    BTreeMap<String, usize>,
+) {
     let destinations = json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}, {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"}]);
     let world = World::start(policy(destinations, 20), 1.0).await;
-    let keys = [(WEST, world.aliased_key(WEST, "alias/ferry-usw2").await), (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await)];
+    let keys = [
+        (WEST, world.aliased_key(WEST, "alias/ferry-usw2").await),
+        (EUROPE, world.aliased_key(EUROPE, "alias/ferry-euw1").await),
+    ];
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let sources = source_snapshots(&world, &source_key, snapshots).await;
@@ -258,17 +380,36 @@ async fn sweep_under(faults: Value, snapshots: usize) -> (World, Execution, usiz
     world.aws.configure(faults);
 
     let execution = world.sfn.run(&sweep()).await;
-    world.aws.configure(json!({"throttleFraction": 0, "serverErrorFraction": 0, "delaySeconds": 0}));
+    world
+        .aws
+        .configure(json!({"throttleFraction": 0, "serverErrorFraction": 0, "delaySeconds": 0}));
     report("sweep under faults", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
-    let planned = execution.entered("StartCopy").iter().map(|input| input.to_string()).collect::<BTreeSet<_>>().len();
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        execution.cause
+    );
+    let planned = execution
+        .entered("StartCopy")
+        .iter()
+        .map(|input| input.to_string())
+        .collect::<BTreeSet<_>>()
+        .len();
     assert_eq!(planned, 2 * (1 + snapshots));
     let mut completed = 0;
     for (region, key) in &keys {
         let per_source = verified_replicas(&world, region, key).await;
         assert_eq!(per_source.get(&image), Some(&2), "{region}: {per_source:?}");
-        assert!(sources.iter().all(|s| per_source.get(s) == Some(&1)), "{region}: one verified copy per source: {per_source:?}");
-        assert_eq!(world.seed.owned_images(region).await.len(), 1, "{region}: no duplicate AMI copy");
+        assert!(
+            sources.iter().all(|s| per_source.get(s) == Some(&1)),
+            "{region}: one verified copy per source: {per_source:?}"
+        );
+        assert_eq!(
+            world.seed.owned_images(region).await.len(),
+            1,
+            "{region}: no duplicate AMI copy"
+        );
         completed += per_source.len();
     }
     let stats = world.aws.stats();
@@ -280,10 +421,17 @@ async fn sweep_under(faults: Value, snapshots: usize) -> (World, Execution, usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_thirty_percent_of_ec2_and_kms_calls_throttled_every_replication_completes() {
     let started = Instant::now();
-    let (_world, execution, completed, calls, stats, retries) = sweep_under(json!({"seed": 7, "throttleFraction": 0.3}), 9).await;
+    let (_world, execution, completed, calls, stats, retries) =
+        sweep_under(json!({"seed": 7, "throttleFraction": 0.3}), 9).await;
     let throttled = faulted_answers(&stats, "throttled");
-    assert!(throttled as f64 >= 0.2 * calls as f64, "about 30 % throttled: {throttled} of {calls}");
-    assert!(retries.keys().all(|error| error == "Throttled"), "the state machine only retried Throttled steps: {retries:?}");
+    assert!(
+        throttled as f64 >= 0.2 * calls as f64,
+        "about 30 % throttled: {throttled} of {calls}"
+    );
+    assert!(
+        retries.keys().all(|error| error == "Throttled"),
+        "the state machine only retried Throttled steps: {retries:?}"
+    );
     figure(
         "throttling",
         &format!(
@@ -302,7 +450,12 @@ async fn with_ten_percent_5xx_answers_and_slow_answers_every_replication_complet
     let (_world, _execution, completed, calls, stats, retries) = sweep_under(faults, 2).await;
     let errors = faulted_answers(&stats, "serverErrors");
     assert!(errors > 0, "{stats}");
-    assert!(retries.keys().all(|error| error == "AwsError" || error == "Throttled"), "{retries:?}");
+    assert!(
+        retries
+            .keys()
+            .all(|error| error == "AwsError" || error == "Throttled"),
+        "{retries:?}"
+    );
     figure(
         "5xx and slow answers",
         &format!(
@@ -317,8 +470,21 @@ async fn with_ten_percent_5xx_answers_and_slow_answers_every_replication_complet
 
 /// `sources` selected snapshots swept to one Region under an emulator quota of `quota` copies in
 /// flight and a policy that assumes `assumed`.
-async fn quota_run(sources: usize, quota: u64, assumed: usize, retry_pause: Option<Duration>, copy_seconds: f64) -> (World, Execution, Key, Vec<String>) {
-    let mut world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), assumed), copy_seconds).await;
+async fn quota_run(
+    sources: usize,
+    quota: u64,
+    assumed: usize,
+    retry_pause: Option<Duration>,
+    copy_seconds: f64,
+) -> (World, Execution, Key, Vec<String>) {
+    let mut world = World::start(
+        policy(
+            json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]),
+            assumed,
+        ),
+        copy_seconds,
+    )
+    .await;
     if let Some(pause) = retry_pause {
         world.sfn.set_retry_pause(pause);
     }
@@ -329,10 +495,23 @@ async fn quota_run(sources: usize, quota: u64, assumed: usize, retry_pause: Opti
 
     let execution = world.sfn.run(&sweep()).await;
     report("sweep under the copy quota", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
-    assert_eq!(succeeded(&execution).len(), sources, "every replication succeeded");
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        execution.cause
+    );
+    assert_eq!(
+        succeeded(&execution).len(),
+        sources,
+        "every replication succeeded"
+    );
     let per_source = verified_replicas(&world, WEST, &key).await;
-    assert_eq!(per_source.keys().collect::<BTreeSet<_>>(), snapshots.iter().collect::<BTreeSet<_>>(), "a replica for every source");
+    assert_eq!(
+        per_source.keys().collect::<BTreeSet<_>>(),
+        snapshots.iter().collect::<BTreeSet<_>>(),
+        "a replica for every source"
+    );
     assert!(per_source.values().all(|&n| n == 1), "one copy each");
     (world, execution, key, snapshots)
 }
@@ -342,8 +521,14 @@ async fn fifty_snapshots_to_one_region_under_a_quota_of_twenty_all_complete_and_
     let started = Instant::now();
     let (world, execution, _key, _) = quota_run(50, 20, 20, None, 3.0).await;
     let stats = world.aws.stats();
-    let (peak, refused) = (stat(&stats, "peakCopiesInFlight", WEST), stat(&stats, "resourceLimitExceeded", WEST));
-    assert!(peak <= 20, "in-flight copies never exceed the quota: {stats}");
+    let (peak, refused) = (
+        stat(&stats, "peakCopiesInFlight", WEST),
+        stat(&stats, "resourceLimitExceeded", WEST),
+    );
+    assert!(
+        peak <= 20,
+        "in-flight copies never exceed the quota: {stats}"
+    );
     assert_eq!(refused, 0, "ferry's waves keep within the quota: {stats}");
     let waves = execution.entered("Replications").len();
     assert_eq!(waves, 3, "20 + 20 + 10");
@@ -363,12 +548,21 @@ async fn a_quota_smaller_than_the_policy_assumes_is_absorbed_by_copy_quota_excee
     // copies' time; locally copies take 1 s, so each retry pauses 1 s (10 s over 10 attempts).
     let (world, execution, _key, _) = quota_run(20, 5, 20, Some(Duration::from_secs(1)), 1.0).await;
     let stats = world.aws.stats();
-    let (peak, refused) = (stat(&stats, "peakCopiesInFlight", WEST), stat(&stats, "resourceLimitExceeded", WEST));
+    let (peak, refused) = (
+        stat(&stats, "peakCopiesInFlight", WEST),
+        stat(&stats, "resourceLimitExceeded", WEST),
+    );
     assert!(peak <= 5, "{stats}");
     assert!(refused > 0, "the quota refused copies: {stats}");
     let retries = retried_errors(std::slice::from_ref(&execution));
-    assert!(retries.get("CopyQuotaExceeded").copied().unwrap_or(0) > 0, "{retries:?}");
-    assert!(retries.keys().all(|error| error == "CopyQuotaExceeded"), "{retries:?}");
+    assert!(
+        retries.get("CopyQuotaExceeded").copied().unwrap_or(0) > 0,
+        "{retries:?}"
+    );
+    assert!(
+        retries.keys().all(|error| error == "CopyQuotaExceeded"),
+        "{retries:?}"
+    );
     figure(
         "quota below policy",
         &format!(
@@ -382,7 +576,8 @@ async fn a_quota_smaller_than_the_policy_assumes_is_absorbed_by_copy_quota_excee
 // --- Asynchronous failures --------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in_copy_failed_with_aws_message() {
+async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in_copy_failed_with_aws_message(
+) {
     let started = Instant::now();
     let destinations = json!([
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2"},
@@ -395,7 +590,8 @@ async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in
     world.aliased_key(SYDNEY, "alias/ferry-apse2").await;
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
-    let aws_message = "Snapshot copy failed: the source data could not be read (simulated EBS failure)";
+    let aws_message =
+        "Snapshot copy failed: the source data could not be read (simulated EBS failure)";
     world.aws.configure(json!({"failNextCopies": {"count": 1, "code": "Server.InternalError", "message": aws_message, "region": SYDNEY}}));
 
     // Each key changes state once its copy has started, while the copy is pending.
@@ -417,27 +613,77 @@ async fn a_key_disabled_or_pending_deletion_mid_copy_or_a_copy_aws_fails_ends_in
         }
     };
     let event = ami_available(&image);
-    let (execution, (), ()) =
-        tokio::join!(world.sfn.run(&event), break_key_once_copying(WEST, west, false), break_key_once_copying(EUROPE, europe, true));
+    let (execution, (), ()) = tokio::join!(
+        world.sfn.run(&event),
+        break_key_once_copying(WEST, west, false),
+        break_key_once_copying(EUROPE, europe, true)
+    );
     report("asynchronous failures", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("FAILED", Some("CopyFailed")), "{:?}", execution.cause);
-    assert!(execution.cause.as_deref().unwrap_or_default().len() > 20, "{:?}", execution.cause);
-    assert!(execution.entered("VerifyEncryption").is_empty(), "a failed copy is never verified");
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("FAILED", Some("CopyFailed")),
+        "{:?}",
+        execution.cause
+    );
+    assert!(
+        execution.cause.as_deref().unwrap_or_default().len() > 20,
+        "{:?}",
+        execution.cause
+    );
+    assert!(
+        execution.entered("VerifyEncryption").is_empty(),
+        "a failed copy is never verified"
+    );
     assert!(succeeded(&execution).is_empty(), "nothing reports success");
 
     let events = ferry_events(&world);
-    assert_eq!((count(&events, "Replication Failed"), count(&events, "Replication Succeeded")), (3, 0), "{events:?}");
+    assert_eq!(
+        (
+            count(&events, "Replication Failed"),
+            count(&events, "Replication Succeeded")
+        ),
+        (3, 0),
+        "{events:?}"
+    );
     let mut carried = BTreeMap::new();
-    for (_, detail) in events.iter().filter(|(kind, _)| kind == "Replication Failed") {
+    for (_, detail) in events
+        .iter()
+        .filter(|(kind, _)| kind == "Replication Failed")
+    {
         assert_eq!(detail["failure"]["Error"], "CopyFailed", "{detail}");
-        carried.insert(detail["destination"]["region"].as_str().unwrap_or_default().to_string(), detail["failure"]["Cause"].as_str().unwrap_or_default().to_string());
+        carried.insert(
+            detail["destination"]["region"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            detail["failure"]["Cause"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
-    assert!(carried[WEST].contains("Given key ID is not accessible") && carried[WEST].contains("is Disabled"), "{}", carried[WEST]);
-    assert!(carried[EUROPE].contains("Given key ID is not accessible") && carried[EUROPE].contains("is PendingDeletion"), "{}", carried[EUROPE]);
+    assert!(
+        carried[WEST].contains("Given key ID is not accessible")
+            && carried[WEST].contains("is Disabled"),
+        "{}",
+        carried[WEST]
+    );
+    assert!(
+        carried[EUROPE].contains("Given key ID is not accessible")
+            && carried[EUROPE].contains("is PendingDeletion"),
+        "{}",
+        carried[EUROPE]
+    );
     assert!(carried[SYDNEY].contains(aws_message), "{}", carried[SYDNEY]);
     for region in [WEST, EUROPE, SYDNEY] {
-        assert!(world.seed.owned_images(region).await.is_empty(), "{region}: the failed copy was removed");
-        assert!(ferry_snapshots(&world, region).await.iter().all(|s| tag_value(s.tags(), "ferry:verified-at").is_none()));
+        assert!(
+            world.seed.owned_images(region).await.is_empty(),
+            "{region}: the failed copy was removed"
+        );
+        assert!(ferry_snapshots(&world, region)
+            .await
+            .iter()
+            .all(|s| tag_value(s.tags(), "ferry:verified-at").is_none()));
     }
     figure(
         "async key failure",
@@ -464,8 +710,11 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
 
     let (aws_ref, deps_ref, key_arn) = (&aws, &deps, key.arn.as_str());
     let replicate = move |source: Value| async move {
-        let request = json!({"source": source, "destination": {"region": WEST, "kmsKeyId": key_arn}});
-        replicate_in_process(aws_ref, deps_ref, &request).await.unwrap()
+        let request =
+            json!({"source": source, "destination": {"region": WEST, "kmsKeyId": key_arn}});
+        replicate_in_process(aws_ref, deps_ref, &request)
+            .await
+            .unwrap()
     };
     let documents = [
         replicate(json!({"region": SOURCE, "imageId": image})).await,
@@ -473,30 +722,58 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
         replicate(json!({"region": SOURCE, "snapshotId": untouched})).await,
     ];
     for document in &documents {
-        run_step(Step::VerifyEncryption, &deps, document).await.expect("a fresh replica re-verifies");
+        run_step(Step::VerifyEncryption, &deps, document)
+            .await
+            .expect("a fresh replica re-verifies");
     }
 
     // Later, two replicas are found under another key: the AMI's data snapshot and the lone snapshot.
-    let ami_snapshots: Vec<String> =
-        documents[0]["evidence"]["verification"]["snapshots"].as_array().unwrap().iter().map(|s| s["snapshotId"].as_str().unwrap().to_string()).collect();
-    let drifted = [ami_snapshots[1].clone(), documents[1]["copy"]["destinationId"].as_str().unwrap().to_string()];
+    let ami_snapshots: Vec<String> = documents[0]["evidence"]["verification"]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshotId"].as_str().unwrap().to_string())
+        .collect();
+    let drifted = [
+        ami_snapshots[1].clone(),
+        documents[1]["copy"]["destinationId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
     for snapshot in &drifted {
-        assert_eq!(aws.tamper(snapshot, "alias/somebody-elses")["kmsKeyId"], other.arn.as_str());
+        assert_eq!(
+            aws.tamper(snapshot, "alias/somebody-elses")["kmsKeyId"],
+            other.arn.as_str()
+        );
     }
     let mut failed = 0;
     for (document, snapshot) in documents[..2].iter().zip(&drifted) {
-        match run_step(Step::VerifyEncryption, &deps, document).await.unwrap_err() {
-            FerryError::ReplicaWrongKey { findings, expected_key_arn, .. } => {
+        match run_step(Step::VerifyEncryption, &deps, document)
+            .await
+            .unwrap_err()
+        {
+            FerryError::ReplicaWrongKey {
+                findings,
+                expected_key_arn,
+                ..
+            } => {
                 assert_eq!(expected_key_arn, key.arn);
                 assert_eq!(findings.len(), 1, "{findings:?}");
                 assert_eq!(&findings[0].snapshot_id, snapshot);
-                assert!(findings[0].problem.contains(&other.arn), "names the key it is under: {}", findings[0].problem);
+                assert!(
+                    findings[0].problem.contains(&other.arn),
+                    "names the key it is under: {}",
+                    findings[0].problem
+                );
                 failed += 1;
             }
             other => panic!("expected ReplicaWrongKey, got {other:?}"),
         }
     }
-    run_step(Step::VerifyEncryption, &deps, &documents[2]).await.expect("the untouched replica still verifies");
+    run_step(Step::VerifyEncryption, &deps, &documents[2])
+        .await
+        .expect("the untouched replica still verifies");
 
     let flagged: BTreeSet<String> = audit(&deps, &[WEST.to_string()])
         .await
@@ -504,8 +781,15 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
         .iter()
         .flat_map(|replica| replica.flags.iter())
         .filter_map(|flag| match flag {
-            Flag::WrongKey { snapshot_id, recorded, actual } => {
-                assert_eq!((recorded.as_str(), actual.as_str()), (key.arn.as_str(), other.arn.as_str()));
+            Flag::WrongKey {
+                snapshot_id,
+                recorded,
+                actual,
+            } => {
+                assert_eq!(
+                    (recorded.as_str(), actual.as_str()),
+                    (key.arn.as_str(), other.arn.as_str())
+                );
                 Some(snapshot_id.clone())
             }
             _ => None,
@@ -524,12 +808,27 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
 
 // --- Crash safety -------------------------------------------------------------------------------
 
-const STEPS: [&str; 6] = ["plan-replication", "start-copy", "check-copy", "verify-encryption", "tag-lineage", "enable-fsr"];
+const STEPS: [&str; 6] = [
+    "plan-replication",
+    "start-copy",
+    "check-copy",
+    "verify-encryption",
+    "tag-lineage",
+    "enable-fsr",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_machine_and_copies_once() {
+async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_machine_and_copies_once(
+) {
     let started = Instant::now();
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    let world = World::start(
+        policy(
+            json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]),
+            20,
+        ),
+        1.0,
+    )
+    .await;
     let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
@@ -547,22 +846,47 @@ async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_mach
     let executions = world.sfn.run_all(&requests).await;
     for execution in &executions {
         report("lost answers", execution);
-        assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+        assert_eq!(
+            (execution.status.as_str(), execution.error.as_deref()),
+            ("SUCCEEDED", None),
+            "{:?}",
+            execution.cause
+        );
     }
-    let injected = world.sfn.router_faults()["injected"].as_array().map(Vec::len).unwrap_or(0);
+    let injected = world.sfn.router_faults()["injected"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     assert_eq!(injected, 2 * STEPS.len(), "{}", world.sfn.router_faults());
     let retries = retried_errors(&executions);
-    assert_eq!(retries, BTreeMap::from([("Lambda.ServiceException".to_string(), injected)]), "each lost answer was retried once");
+    assert_eq!(
+        retries,
+        BTreeMap::from([("Lambda.ServiceException".to_string(), injected)]),
+        "each lost answer was retried once"
+    );
     let start_copy_retries: usize = executions.iter().map(|e| e.retries("StartCopy")).sum();
-    assert_eq!(start_copy_retries, 2, "start-copy ran again after its copy was made");
+    assert_eq!(
+        start_copy_retries, 2,
+        "start-copy ran again after its copy was made"
+    );
 
     let per_source = verified_replicas(&world, WEST, &key).await;
-    assert_eq!(per_source, BTreeMap::from([(image.clone(), 2), (snapshot.clone(), 1)]), "no second copy");
+    assert_eq!(
+        per_source,
+        BTreeMap::from([(image.clone(), 2), (snapshot.clone(), 1)]),
+        "no second copy"
+    );
     assert_eq!(world.seed.owned_images(WEST).await.len(), 1);
     let copy_calls = world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot");
-    assert_eq!(copy_calls, 2, "the retried start-copy found its copy by lineage tags");
+    assert_eq!(
+        copy_calls, 2,
+        "the retried start-copy found its copy by lineage tags"
+    );
     let succeeded_events = count(&ferry_events(&world), "Replication Succeeded");
-    assert_eq!(succeeded_events, 2, "a retried tag-lineage finds its evidence published and does not publish it again");
+    assert_eq!(
+        succeeded_events, 2,
+        "a retried tag-lineage finds its evidence published and does not publish it again"
+    );
     figure(
         "crash safety",
         &format!(
@@ -574,7 +898,14 @@ async fn a_lambda_whose_answer_is_lost_after_it_ran_is_retried_by_the_state_mach
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    let world = World::start(
+        policy(
+            json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]),
+            20,
+        ),
+        1.0,
+    )
+    .await;
     let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
@@ -585,15 +916,34 @@ async fn a_lambda_killed_after_its_copy_call_is_retried_and_copies_once() {
     let execution = world.sfn.run(&request).await;
     report("killed runtime", &execution);
     let events = ferry_events(&world);
-    eprintln!("killed runtime: Replication Failed events: {}, Succeeded: {}", count(&events, "Replication Failed"), count(&events, "Replication Succeeded"));
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+    eprintln!(
+        "killed runtime: Replication Failed events: {}, Succeeded: {}",
+        count(&events, "Replication Failed"),
+        count(&events, "Replication Succeeded")
+    );
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        execution.cause
+    );
     assert_eq!(execution.retries("StartCopy"), 1);
-    assert_eq!(verified_replicas(&world, WEST, &key).await, BTreeMap::from([(snapshot, 1)]));
+    assert_eq!(
+        verified_replicas(&world, WEST, &key).await,
+        BTreeMap::from([(snapshot, 1)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]), 20), 1.0).await;
+    let world = World::start(
+        policy(
+            json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]),
+            20,
+        ),
+        1.0,
+    )
+    .await;
     world.aliased_key(WEST, "alias/ferry-usw2").await;
     let source_key = world.seed.key(SOURCE).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
@@ -606,7 +956,11 @@ async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed
     assert_eq!(execution.status, "FAILED");
     assert_eq!(execution.retries("StartCopy"), 3);
     let events = ferry_events(&world);
-    let failed: Vec<&Value> = events.iter().filter(|(kind, _)| kind == "Replication Failed").map(|(_, detail)| detail).collect();
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _)| kind == "Replication Failed")
+        .map(|(_, detail)| detail)
+        .collect();
     assert_eq!(failed.len(), 1, "no failure is silent: {events:?}");
     assert_eq!(failed[0]["failure"]["Error"], "Lambda.ServiceException");
 }
@@ -622,7 +976,11 @@ fn template_permissions() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>
         .arg("permissions")
         .output()
         .expect("tests/infra/cfn_template.py runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("permissions JSON")
 }
 
@@ -630,16 +988,24 @@ fn template_permissions() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>
 fn actions_by_caller(world: &World) -> BTreeMap<String, BTreeSet<String>> {
     let mut by_caller: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for call in world.aws.calls() {
-        let (caller, service, action) = (call["accessKeyId"].as_str(), call["service"].as_str(), call["action"].as_str());
+        let (caller, service, action) = (
+            call["accessKeyId"].as_str(),
+            call["service"].as_str(),
+            call["action"].as_str(),
+        );
         if let (Some(caller), Some(service), Some(action)) = (caller, service, action) {
-            by_caller.entry(caller.to_string()).or_default().insert(format!("{service}:{action}"));
+            by_caller
+                .entry(caller.to_string())
+                .or_default()
+                .insert(format!("{service}:{action}"));
         }
     }
     by_caller
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_permission_it_is_granted_is_used() {
+async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_permission_it_is_granted_is_used(
+) {
     let started = Instant::now();
     let destinations = json!([
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 1}},
@@ -656,17 +1022,30 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
     world.aws.configure(json!({"failNextCopies": {"count": 1, "code": "Server.InternalError", "message": "simulated EBS failure", "region": SYDNEY}}));
     let image_run = world.sfn.run(&ami_available(&image)).await;
     report("least privilege, AMI", &image_run);
-    assert_eq!((image_run.status.as_str(), image_run.error.as_deref()), ("FAILED", Some("CopyFailed")), "{:?}", image_run.cause);
+    assert_eq!(
+        (image_run.status.as_str(), image_run.error.as_deref()),
+        ("FAILED", Some("CopyFailed")),
+        "{:?}",
+        image_run.cause
+    );
     let snapshot_run = world.sfn.run(&snapshot_created(&snapshot)).await;
     report("least privilege, snapshot", &snapshot_run);
-    assert_eq!((snapshot_run.status.as_str(), snapshot_run.error.as_deref()), ("SUCCEEDED", None), "{:?}", snapshot_run.cause);
+    assert_eq!(
+        (snapshot_run.status.as_str(), snapshot_run.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        snapshot_run.cause
+    );
     assert_eq!(snapshot_run.entered("DisableFsr").len(), 1);
 
     let allowed = template_permissions();
     let mut used = actions_by_caller(&world);
     used.remove(ferry_tests::local_aws::TEST_ACCESS_KEY_ID); // the test's own seeding
     let callers: BTreeSet<&String> = used.keys().collect();
-    assert!(callers.iter().all(|caller| allowed.contains_key(*caller)), "a caller without a policy in the template: {callers:?}");
+    assert!(
+        callers.iter().all(|caller| allowed.contains_key(*caller)),
+        "a caller without a policy in the template: {callers:?}"
+    );
     let mut granted = 0;
     for (principal, permissions) in &allowed {
         let calls = used.get(principal).cloned().unwrap_or_default();
@@ -679,7 +1058,10 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
             granted += direct.len();
         }
     }
-    assert!(used[ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY].contains("events:PutEvents"), "the failure path publishes");
+    assert!(
+        used[ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY].contains("events:PutEvents"),
+        "the failure path publishes"
+    );
     figure(
         "least privilege",
         &format!(

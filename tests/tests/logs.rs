@@ -28,13 +28,19 @@ async fn a_replication_logs_no_credentials_no_key_material_and_no_documents() {
     let captured = Captured::default();
     let writer = captured.clone();
     // As a Lambda configured with AWS_LAMBDA_LOG_LEVEL=TRACE and JSON logs would log.
-    let subscriber = tracing_subscriber::fmt().json().with_env_filter(ferry_core::telemetry::filter("trace")).with_writer(move || writer.clone()).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(ferry_core::telemetry::filter("trace"))
+        .with_writer(move || writer.clone())
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let HandlerWorld { aws, seed, deps } = HandlerWorld::start(600.0, Config::default()).await;
     let source_key = seed.key("us-east-1").await;
     let snapshot = seed.snapshot("us-east-1", Some(&source_key), 8).await;
-    let image = seed.image("us-east-1", "golden", &[("/dev/xvda", &snapshot)]).await;
+    let image = seed
+        .image("us-east-1", "golden", &[("/dev/xvda", &snapshot)])
+        .await;
     let key = seed.key("us-west-2").await;
     let request = json!({
         "source": {"region": "us-east-1", "imageId": image},
@@ -43,22 +49,50 @@ async fn a_replication_logs_no_credentials_no_key_material_and_no_documents() {
     });
     let started = run_step(Step::StartCopy, &deps, &request).await.unwrap();
     let (copied, _) = poll_until_settled(&aws, &deps, started).await.unwrap();
-    let verified = run_step(Step::VerifyEncryption, &deps, &copied).await.unwrap();
+    let verified = run_step(Step::VerifyEncryption, &deps, &copied)
+        .await
+        .unwrap();
     let tagged = run_step(Step::TagLineage, &deps, &verified).await.unwrap();
     run_step(Step::EnableFsr, &deps, &tagged).await.unwrap();
     let refused = json!({"source": {"region": "us-east-1", "imageId": image}, "destination": {"region": "us-west-2", "kmsKeyId": "alias/missing"}});
-    run_step(Step::StartCopy, &deps, &refused).await.unwrap_err();
+    run_step(Step::StartCopy, &deps, &refused)
+        .await
+        .unwrap_err();
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("copy started") && logs.contains("replica verified"), "ferry's own events were captured");
-    assert!(logs.contains("\"level\":\"DEBUG\""), "the SDK's DEBUG output was captured too ({} lines)", logs.lines().count());
-    for secret in [TEST_SECRET_ACCESS_KEY, TEST_SESSION_TOKEN, "Signature=", "X-Amz-Security-Token"] {
+    assert!(
+        logs.contains("copy started") && logs.contains("replica verified"),
+        "ferry's own events were captured"
+    );
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "the SDK's DEBUG output was captured too ({} lines)",
+        logs.lines().count()
+    );
+    for secret in [
+        TEST_SECRET_ACCESS_KEY,
+        TEST_SESSION_TOKEN,
+        "Signature=",
+        "X-Amz-Security-Token",
+    ] {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
     // Document fields are camelCase; ferry's log fields are snake_case, so any of these means a document leaked.
-    for document_field in ["kmsKeyId", "sourceSnapshots", "nextCheckSeconds", "copySourceTags"] {
+    for document_field in [
+        "kmsKeyId",
+        "sourceSnapshots",
+        "nextCheckSeconds",
+        "copySourceTags",
+    ] {
         let leak = logs.lines().find(|line| line.contains(document_field));
-        assert!(leak.is_none(), "a whole document ({document_field}) appears in the logs: {}", leak.unwrap_or_default().chars().take(600).collect::<String>());
+        assert!(
+            leak.is_none(),
+            "a whole document ({document_field}) appears in the logs: {}",
+            leak.unwrap_or_default()
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
     }
     ferry_tests::figure(
         "log hygiene",

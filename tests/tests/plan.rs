@@ -20,7 +20,10 @@ async fn world(max_in_flight: usize) -> World {
         "maxCopiesInFlightPerRegion": max_in_flight,
         "destinations": [{"region": WEST, "kmsKeyId": "alias/dr-west"}, {"region": EUROPE, "kmsKeyId": "alias/dr-europe"}]
     });
-    let config = Config { policy: Some(Policy::parse(&policy.to_string()).unwrap()), ..Config::default() };
+    let config = Config {
+        policy: Some(Policy::parse(&policy.to_string()).unwrap()),
+        ..Config::default()
+    };
     let world = World::start(300.0, config).await;
     let (west, europe) = (world.seed.key(WEST).await, world.seed.key(EUROPE).await);
     world.seed.alias(WEST, "alias/dr-west", &west).await;
@@ -29,7 +32,9 @@ async fn world(max_in_flight: usize) -> World {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = ferry_tests::local_aws::repo_root().join("tests/fixtures/events").join(name);
+    let path = ferry_tests::local_aws::repo_root()
+        .join("tests/fixtures/events")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -42,14 +47,32 @@ fn ami_event(region: &str, image: &str) -> Value {
 }
 
 async fn tag(world: &World, region: &str, id: &str, key: &str, value: &str) {
-    let tag = aws_sdk_ec2::types::Tag::builder().key(key).value(value).build();
-    world.seed.ec2(region).create_tags().resources(id).tags(tag).send().await.unwrap();
+    let tag = aws_sdk_ec2::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build();
+    world
+        .seed
+        .ec2(region)
+        .create_tags()
+        .resources(id)
+        .tags(tag)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// An encrypted single-volume AMI, selected by the policy's tag when `selected`.
 async fn image(world: &World, key: &Key, selected: bool) -> String {
     let snapshot = world.seed.snapshot(SOURCE, Some(key), 8).await;
-    let image = world.seed.image(SOURCE, &format!("golden-{snapshot}"), &[("/dev/xvda", &snapshot)]).await;
+    let image = world
+        .seed
+        .image(
+            SOURCE,
+            &format!("golden-{snapshot}"),
+            &[("/dev/xvda", &snapshot)],
+        )
+        .await;
     if selected {
         tag(world, SOURCE, &image, SELECT, "true").await;
     }
@@ -62,12 +85,25 @@ async fn plan(world: &World, input: &Value) -> Result<Value, ferry_core::FerryEr
 }
 
 fn planned(plan: &Value) -> Vec<Value> {
-    plan["regions"].as_array().unwrap().iter().flat_map(|r| r["waves"].as_array().unwrap().iter().flat_map(|w| w["replications"].as_array().unwrap().clone())).collect()
+    plan["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["waves"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|w| w["replications"].as_array().unwrap().clone())
+        })
+        .collect()
 }
 
 /// Runs one planned replication through the steps, as one Map iteration of the state machine does.
 async fn replicate(world: &World, request: &Value) -> Value {
-    ferry_tests::replicate_in_process(&world.aws, &world.deps, request).await.unwrap()
+    ferry_tests::replicate_in_process(&world.aws, &world.deps, request)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -78,9 +114,14 @@ async fn a_selected_ami_event_plans_one_replication_per_destination_region() {
     let plan = plan(&world, &ami_event(SOURCE, &image)).await.unwrap();
     assert_eq!(plan["trigger"], "event");
     assert_eq!(plan["replicationCount"], 2);
-    let regions: Vec<String> = planned(&plan).iter().map(|r| r["destination"]["region"].as_str().unwrap().to_string()).collect();
+    let regions: Vec<String> = planned(&plan)
+        .iter()
+        .map(|r| r["destination"]["region"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(regions, [WEST, EUROPE]);
-    assert!(planned(&plan).iter().all(|r| r["source"]["imageId"] == image.as_str()));
+    assert!(planned(&plan)
+        .iter()
+        .all(|r| r["source"]["imageId"] == image.as_str()));
 }
 
 #[tokio::test]
@@ -90,13 +131,28 @@ async fn an_unselected_or_unfinished_source_is_skipped_with_the_reason() {
     let untagged = image(&world, &key, false).await;
     let plan = plan(&world, &ami_event(SOURCE, &untagged)).await.unwrap();
     assert_eq!(plan["replicationCount"], 0);
-    assert!(plan["skipped"][0]["reason"].as_str().unwrap().contains(SELECT), "{plan}");
+    assert!(
+        plan["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(SELECT),
+        "{plan}"
+    );
     let failed = plan_of(&world, "ami-failed.json").await;
     assert_eq!(failed["replicationCount"], 0);
-    assert!(failed["skipped"][0]["reason"].as_str().unwrap().contains("failed"));
+    assert!(failed["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("failed"));
     let copied = plan_of(&world, "snapshot-copied.json").await;
-    assert!(copied["skipped"][0]["reason"].as_str().unwrap().contains("copySnapshot"));
-    assert_eq!(world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot"), 0);
+    assert!(copied["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("copySnapshot"));
+    assert_eq!(
+        world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot"),
+        0
+    );
 }
 
 async fn plan_of(world: &World, fixture_name: &str) -> Value {
@@ -115,14 +171,23 @@ async fn a_copy_ferry_made_is_never_replicated_again() {
     tag(&world, WEST, copy, SELECT, "true").await;
     let echo = plan(&world, &ami_event(WEST, copy)).await.unwrap();
     assert_eq!(echo["replicationCount"], 0, "{echo}");
-    assert!(echo["skipped"][0]["reason"].as_str().unwrap().contains("copy ferry made"), "{echo}");
+    assert!(
+        echo["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("copy ferry made"),
+        "{echo}"
+    );
 }
 
 #[tokio::test]
 async fn created_snapshots_are_planned_from_single_and_multi_volume_events() {
     let world = world(20).await;
     let key = world.seed.key(SOURCE).await;
-    let (one, two) = (world.seed.snapshot(SOURCE, Some(&key), 8).await, world.seed.snapshot(SOURCE, Some(&key), 8).await);
+    let (one, two) = (
+        world.seed.snapshot(SOURCE, Some(&key), 8).await,
+        world.seed.snapshot(SOURCE, Some(&key), 8).await,
+    );
     for snapshot in [&one, &two] {
         tag(&world, SOURCE, snapshot, SELECT, "true").await;
     }
@@ -136,14 +201,20 @@ async fn created_snapshots_are_planned_from_single_and_multi_volume_events() {
     ]);
     let plan = plan(&world, &multi).await.unwrap();
     assert_eq!(plan["replicationCount"], 4);
-    assert!(planned(&plan).iter().all(|r| r["source"]["snapshotId"] == one.as_str() || r["source"]["snapshotId"] == two.as_str()));
+    assert!(planned(&plan)
+        .iter()
+        .all(|r| r["source"]["snapshotId"] == one.as_str()
+            || r["source"]["snapshotId"] == two.as_str()));
 }
 
 #[tokio::test]
 async fn an_unencrypted_source_is_refused_when_the_policy_requires_encryption() {
     let world = world(20).await;
     let snapshot = world.seed.snapshot(SOURCE, None, 8).await;
-    let image = world.seed.image(SOURCE, "plain", &[("/dev/xvda", &snapshot)]).await;
+    let image = world
+        .seed
+        .image(SOURCE, "plain", &[("/dev/xvda", &snapshot)])
+        .await;
     tag(&world, SOURCE, &image, SELECT, "true").await;
     let error = plan(&world, &ami_event(SOURCE, &image)).await.unwrap_err();
     assert_eq!(error.name(), "SourceNotEncrypted");
@@ -153,13 +224,22 @@ async fn an_unencrypted_source_is_refused_when_the_policy_requires_encryption() 
 #[tokio::test]
 async fn malformed_input_is_an_invalid_request() {
     let world = world(20).await;
-    for input in [json!({}), json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}), json!([1, 2])] {
-        assert_eq!(plan(&world, &input).await.unwrap_err().name(), "InvalidRequest", "{input}");
+    for input in [
+        json!({}),
+        json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}),
+        json!([1, 2]),
+    ] {
+        assert_eq!(
+            plan(&world, &input).await.unwrap_err().name(),
+            "InvalidRequest",
+            "{input}"
+        );
     }
 }
 
 #[tokio::test]
-async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_waves_within_the_quota() {
+async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_waves_within_the_quota()
+{
     let world = world(5).await;
     let key = world.seed.key(SOURCE).await;
     let mut sources = vec![];
@@ -178,14 +258,24 @@ async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_wave
     let first = plan(&world, &sweep).await.unwrap();
     assert_eq!(first["trigger"], "sweep");
     assert_eq!(first["replicationCount"], 60, "30 sources × 2 Regions");
-    let west: Vec<Value> = planned(&first).into_iter().filter(|r| r["destination"]["region"] == WEST).collect();
-    for request in west.iter().filter(|r| sources[..8].iter().any(|s| r["source"]["snapshotId"] == s.as_str() || r["source"]["imageId"] == s.as_str())) {
+    let west: Vec<Value> = planned(&first)
+        .into_iter()
+        .filter(|r| r["destination"]["region"] == WEST)
+        .collect();
+    for request in west.iter().filter(|r| {
+        sources[..8].iter().any(|s| {
+            r["source"]["snapshotId"] == s.as_str() || r["source"]["imageId"] == s.as_str()
+        })
+    }) {
         replicate(&world, request).await;
     }
 
     let second = plan(&world, &sweep).await.unwrap();
     assert_eq!(second["alreadyReplicated"], 8);
-    assert_eq!(second["replicationCount"], 52, "22 missing in the West, 30 in Europe");
+    assert_eq!(
+        second["replicationCount"], 52,
+        "22 missing in the West, 30 in Europe"
+    );
     for region in second["regions"].as_array().unwrap() {
         for wave in region["waves"].as_array().unwrap() {
             assert!(wave["snapshotCopies"].as_u64().unwrap() <= 5, "{wave}");
@@ -194,9 +284,18 @@ async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_wave
     let west_again: Vec<String> = planned(&second)
         .iter()
         .filter(|r| r["destination"]["region"] == WEST)
-        .map(|r| r["source"]["snapshotId"].as_str().or(r["source"]["imageId"].as_str()).unwrap().to_string())
+        .map(|r| {
+            r["source"]["snapshotId"]
+                .as_str()
+                .or(r["source"]["imageId"].as_str())
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert!(west_again.iter().all(|id| !sources[..8].contains(id)), "verified replicas are not planned again");
+    assert!(
+        west_again.iter().all(|id| !sources[..8].contains(id)),
+        "verified replicas are not planned again"
+    );
     assert_eq!(west_again.len(), 22);
 }
 
@@ -206,10 +305,24 @@ async fn the_execution_id_travels_from_the_plan_into_the_lineage_tags() {
     let key = world.seed.key(SOURCE).await;
     let image = image(&world, &key, true).await;
     let execution = "arn:aws:states:us-east-1:123456789012:execution:ferry:ferry-5a1d0c7e";
-    let plan = plan(&world, &json!({"trigger": ami_event(SOURCE, &image), "executionId": execution})).await.unwrap();
+    let plan = plan(
+        &world,
+        &json!({"trigger": ami_event(SOURCE, &image), "executionId": execution}),
+    )
+    .await
+    .unwrap();
     let requests = planned(&plan);
-    assert!(requests.iter().all(|r| r["executionId"] == execution), "{plan}");
+    assert!(
+        requests.iter().all(|r| r["executionId"] == execution),
+        "{plan}"
+    );
     let done = replicate(&world, &requests[0]).await;
-    let replica = world.seed.describe_image(WEST, done["copy"]["destinationId"].as_str().unwrap()).await;
-    assert_eq!(ferry_tests::seed::tag_value(replica.tags(), "ferry:execution-id").as_deref(), Some(execution));
+    let replica = world
+        .seed
+        .describe_image(WEST, done["copy"]["destinationId"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        ferry_tests::seed::tag_value(replica.tags(), "ferry:execution-id").as_deref(),
+        Some(execution)
+    );
 }

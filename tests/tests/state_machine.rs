@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::Execution;
 use ferry_tests::world::{count, ferry_events, World, SELECTION_TAG, SOURCE};
+use ferry_tests::Execution;
 use serde_json::{json, Value};
 
 const WEST: &str = "us-west-2";
@@ -22,16 +22,30 @@ async fn source_image(world: &World, selected: bool) -> String {
     let (root_key, data_key) = (world.seed.key(SOURCE).await, world.seed.key(SOURCE).await);
     let (image, _) = world.seed.golden_image(SOURCE, &root_key, &data_key).await;
     if selected {
-        let tag = aws_sdk_ec2::types::Tag::builder().key(SELECTION_TAG).value("true").build();
-        world.seed.ec2(SOURCE).create_tags().resources(&image).tags(tag).send().await.expect("CreateTags");
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key(SELECTION_TAG)
+            .value("true")
+            .build();
+        world
+            .seed
+            .ec2(SOURCE)
+            .create_tags()
+            .resources(&image)
+            .tags(tag)
+            .send()
+            .await
+            .expect("CreateTags");
     }
     image
 }
 
 /// EventBridge's `EC2 AMI State Change` (tests/fixtures/events/ami-available.json) for `image`.
 fn ami_available(region: &str, image: &str) -> Value {
-    let fixture = ferry_tests::local_aws::repo_root().join("tests/fixtures/events/ami-available.json");
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("fixture JSON");
+    let fixture =
+        ferry_tests::local_aws::repo_root().join("tests/fixtures/events/ami-available.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture"))
+            .expect("fixture JSON");
     event["region"] = json!(region);
     event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{image}")]);
     event["detail"]["ImageId"] = json!(image);
@@ -49,33 +63,67 @@ fn report(test: &str, execution: &Execution) {
 
 /// The replica named in a succeeded branch of the output, per destination Region.
 fn replicas(execution: &Execution) -> Vec<(String, String)> {
-    let succeeded = execution.output["outcome"]["succeeded"].as_array().cloned().unwrap_or_default();
+    let succeeded = execution.output["outcome"]["succeeded"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     succeeded
         .iter()
-        .map(|branch| (branch["destination"]["region"].as_str().unwrap().to_string(), branch["destinationId"].as_str().unwrap().to_string()))
+        .map(|branch| {
+            (
+                branch["destination"]["region"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                branch["destinationId"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 /// Reads the replica back from EC2: available, and every snapshot encrypted under exactly `key`.
 async fn assert_replica_encrypted_under(world: &World, region: &str, image: &str, key: &Key) {
     let replica = world.seed.describe_image(region, image).await;
-    assert_eq!(replica.state().map(|s| s.as_str()), Some("available"), "{replica:?}");
-    let ids: Vec<String> =
-        replica.block_device_mappings().iter().filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)).collect();
-    assert_eq!(ids.len(), 2, "one replica snapshot per source snapshot: {replica:?}");
+    assert_eq!(
+        replica.state().map(|s| s.as_str()),
+        Some("available"),
+        "{replica:?}"
+    );
+    let ids: Vec<String> = replica
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "one replica snapshot per source snapshot: {replica:?}"
+    );
     for snapshot in world.seed.describe_snapshots(region, &ids).await {
         assert_eq!(snapshot.encrypted(), Some(true), "{snapshot:?}");
-        assert_eq!(snapshot.kms_key_id(), Some(key.arn.as_str()), "{snapshot:?}");
+        assert_eq!(
+            snapshot.kms_key_id(),
+            Some(key.arn.as_str()),
+            "{snapshot:?}"
+        );
     }
 }
 
 /// Copy calls that reached EC2 (throttled ones excluded).
 fn copy_calls(world: &World) -> usize {
-    world.aws.calls().iter().filter(|c| (c["action"] == "CopyImage" || c["action"] == "CopySnapshot") && c["throttled"] != true).count()
+    world
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| {
+            (c["action"] == "CopyImage" || c["action"] == "CopySnapshot") && c["throttled"] != true
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_copies_are_pending() {
+async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_copies_are_pending()
+{
     let policy = policy(json!([
         {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 24}},
         {"region": EUROPE, "kmsKeyId": "alias/ferry-euw1"},
@@ -87,34 +135,90 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
     report("two Regions", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        execution.cause
+    );
     assert_eq!(execution.last_state(), Some("Replicated"));
     assert_eq!(execution.output["outcome"]["failed"], json!([]));
 
     let replicas = replicas(&execution);
-    assert_eq!(replicas.iter().map(|(region, _)| region.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from([WEST, EUROPE]));
+    assert_eq!(
+        replicas
+            .iter()
+            .map(|(region, _)| region.as_str())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([WEST, EUROPE])
+    );
     for (region, replica) in &replicas {
-        let key = if region == WEST { &west_key } else { &europe_key };
+        let key = if region == WEST {
+            &west_key
+        } else {
+            &europe_key
+        };
         assert_replica_encrypted_under(&world, region, replica, key).await;
-        let checks = execution.entered("CheckCopy").iter().filter(|input| input["destination"]["region"] == region.as_str()).count();
-        assert!(checks > 1, "{region}: the state machine polled while the copy was pending ({checks} checks)");
+        let checks = execution
+            .entered("CheckCopy")
+            .iter()
+            .filter(|input| input["destination"]["region"] == region.as_str())
+            .count();
+        assert!(
+            checks > 1,
+            "{region}: the state machine polled while the copy was pending ({checks} checks)"
+        );
         let tags = world.seed.describe_image(region, replica).await;
-        assert_eq!(tag_value(tags.tags(), "ferry:source-id").as_deref(), Some(image.as_str()));
-        assert!(tag_value(tags.tags(), "ferry:verified-at").is_some(), "tagged only after verification");
-        let execution_id = tag_value(tags.tags(), "ferry:execution-id").expect("the execution that made it is recorded");
-        assert!(execution_id.contains(&execution.name), "{execution_id} names execution {}", execution.name);
+        assert_eq!(
+            tag_value(tags.tags(), "ferry:source-id").as_deref(),
+            Some(image.as_str())
+        );
+        assert!(
+            tag_value(tags.tags(), "ferry:verified-at").is_some(),
+            "tagged only after verification"
+        );
+        let execution_id = tag_value(tags.tags(), "ferry:execution-id")
+            .expect("the execution that made it is recorded");
+        assert!(
+            execution_id.contains(&execution.name),
+            "{execution_id} names execution {}",
+            execution.name
+        );
     }
 
     // us-west-2 asked for FSR with disableAfterHours: the state machine waited, then disabled it.
     let disabled = execution.entered("DisableFsr");
-    assert_eq!(disabled.len(), 1, "only the Region that asked for FSR disables it");
+    assert_eq!(
+        disabled.len(),
+        1,
+        "only the Region that asked for FSR disables it"
+    );
     assert_eq!(disabled[0]["destination"]["region"], WEST);
-    let fsr = world.seed.ec2(WEST).describe_fast_snapshot_restores().send().await.expect("DescribeFastSnapshotRestores");
+    let fsr = world
+        .seed
+        .ec2(WEST)
+        .describe_fast_snapshot_restores()
+        .send()
+        .await
+        .expect("DescribeFastSnapshotRestores");
     assert!(!fsr.fast_snapshot_restores().is_empty());
-    assert!(fsr.fast_snapshot_restores().iter().all(|s| matches!(s.state().map(|s| s.as_str()), Some("disabling" | "disabled"))), "{fsr:?}");
+    assert!(
+        fsr.fast_snapshot_restores().iter().all(|s| matches!(
+            s.state().map(|s| s.as_str()),
+            Some("disabling" | "disabled")
+        )),
+        "{fsr:?}"
+    );
 
     let events = ferry_events(&world);
-    assert_eq!((count(&events, "Replication Succeeded"), count(&events, "Replication Failed")), (2, 0), "{events:?}");
+    assert_eq!(
+        (
+            count(&events, "Replication Succeeded"),
+            count(&events, "Replication Failed")
+        ),
+        (2, 0),
+        "{events:?}"
+    );
     assert_eq!(copy_calls(&world), 2, "one copy per Region");
 }
 
@@ -132,17 +236,37 @@ async fn a_missing_key_fails_its_region_with_key_not_found_while_the_other_regio
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
     report("one Region with a missing key", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("FAILED", Some("KeyNotFound")), "{:?}", execution.cause);
-    assert!(execution.cause.as_deref().unwrap_or_default().contains("alias/ferry-euw1"), "{:?}", execution.cause);
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("FAILED", Some("KeyNotFound")),
+        "{:?}",
+        execution.cause
+    );
+    assert!(
+        execution
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("alias/ferry-euw1"),
+        "{:?}",
+        execution.cause
+    );
 
     let replicas = replicas(&execution_output_of_failed(&execution));
     assert_eq!(replicas.len(), 1, "{replicas:?}");
     assert_eq!(replicas[0].0, WEST);
     assert_replica_encrypted_under(&world, WEST, &replicas[0].1, &west_key).await;
-    assert!(world.seed.owned_images(EUROPE).await.is_empty(), "nothing is copied to the Region with the bad key");
+    assert!(
+        world.seed.owned_images(EUROPE).await.is_empty(),
+        "nothing is copied to the Region with the bad key"
+    );
 
     let events = ferry_events(&world);
-    let failed: Vec<&Value> = events.iter().filter(|(kind, _)| kind == "Replication Failed").map(|(_, detail)| detail).collect();
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _)| kind == "Replication Failed")
+        .map(|(_, detail)| detail)
+        .collect();
     assert_eq!(failed.len(), 1, "{events:?}");
     assert_eq!(failed[0]["destination"]["region"], EUROPE);
     assert_eq!(failed[0]["failure"]["Error"], "KeyNotFound");
@@ -151,13 +275,25 @@ async fn a_missing_key_fails_its_region_with_key_not_found_while_the_other_regio
 
 /// A failed execution has no output; the branches' outcome is in the history.
 fn execution_output_of_failed(execution: &Execution) -> Execution {
-    let outcome = execution.entered("AnyFailed").first().map(|input| input["outcome"].clone()).unwrap_or(Value::Null);
-    Execution { output: json!({ "outcome": outcome }), ..execution.clone() }
+    let outcome = execution
+        .entered("AnyFailed")
+        .first()
+        .map(|input| input["outcome"].clone())
+        .unwrap_or(Value::Null);
+    Execution {
+        output: json!({ "outcome": outcome }),
+        ..execution.clone()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_disabled_while_the_copy_is_pending_fails_the_execution_with_copy_failed_and_aws_message() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 4.0).await;
+async fn a_key_disabled_while_the_copy_is_pending_fails_the_execution_with_copy_failed_and_aws_message(
+) {
+    let world = World::start(
+        policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])),
+        4.0,
+    )
+    .await;
     let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, true).await;
 
@@ -174,32 +310,86 @@ async fn a_key_disabled_while_the_copy_is_pending_fails_the_execution_with_copy_
     };
     let (execution, ()) = tokio::join!(world.sfn.run(&event), disable_once_copying);
     report("key disabled while copying", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("FAILED", Some("CopyFailed")), "{:?}", execution.cause);
-    assert!(execution.cause.as_deref().unwrap_or_default().contains("not accessible"), "AWS's own message: {:?}", execution.cause);
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("FAILED", Some("CopyFailed")),
+        "{:?}",
+        execution.cause
+    );
+    assert!(
+        execution
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not accessible"),
+        "AWS's own message: {:?}",
+        execution.cause
+    );
 
     let events = ferry_events(&world);
-    assert_eq!((count(&events, "Replication Failed"), count(&events, "Replication Succeeded")), (1, 0), "{events:?}");
-    let failed = &events.iter().find(|(kind, _)| kind == "Replication Failed").unwrap().1;
+    assert_eq!(
+        (
+            count(&events, "Replication Failed"),
+            count(&events, "Replication Succeeded")
+        ),
+        (1, 0),
+        "{events:?}"
+    );
+    let failed = &events
+        .iter()
+        .find(|(kind, _)| kind == "Replication Failed")
+        .unwrap()
+        .1;
     assert_eq!(failed["failure"]["Error"], "CopyFailed");
-    assert!(execution.entered("VerifyEncryption").is_empty(), "a failed copy is never verified");
+    assert!(
+        execution.entered("VerifyEncryption").is_empty(),
+        "a failed copy is never verified"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_image_throttled_beyond_the_sdk_retries_is_retried_by_the_state_machine_and_copied_once() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+async fn copy_image_throttled_beyond_the_sdk_retries_is_retried_by_the_state_machine_and_copied_once(
+) {
+    let world = World::start(
+        policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])),
+        1.0,
+    )
+    .await;
     let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, true).await;
     // The SDK makes 6 attempts per call: 8 throttled answers outlast one invocation.
-    world.aws.configure(json!({"throttle": {"actions": ["CopyImage"], "times": 8}}));
+    world
+        .aws
+        .configure(json!({"throttle": {"actions": ["CopyImage"], "times": 8}}));
 
     let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
     report("throttled CopyImage", &execution);
-    assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
-    assert!(execution.retries("StartCopy") >= 1, "start-copy answered Throttled and the state machine retried it");
-    let failed_attempts = execution.history.iter().filter(|e| e["type"] == "StateFailed" && e["state"] == "StartCopy").collect::<Vec<_>>();
-    assert!(failed_attempts.iter().all(|e| e["error"] == "Throttled"), "{failed_attempts:?}");
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        execution.cause
+    );
+    assert!(
+        execution.retries("StartCopy") >= 1,
+        "start-copy answered Throttled and the state machine retried it"
+    );
+    let failed_attempts = execution
+        .history
+        .iter()
+        .filter(|e| e["type"] == "StateFailed" && e["state"] == "StartCopy")
+        .collect::<Vec<_>>();
+    assert!(
+        failed_attempts.iter().all(|e| e["error"] == "Throttled"),
+        "{failed_attempts:?}"
+    );
 
-    let throttled = world.aws.calls().iter().filter(|c| c["action"] == "CopyImage" && c["throttled"] == true).count();
+    let throttled = world
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c["action"] == "CopyImage" && c["throttled"] == true)
+        .count();
     assert_eq!(throttled, 8);
     assert_eq!(copy_calls(&world), 1, "one copy call got through");
     let owned = world.seed.owned_images(WEST).await;
@@ -222,19 +412,42 @@ async fn the_same_trigger_event_twice_at_once_and_once_more_later_makes_one_copy
     let mut executions = world.sfn.run_all(&[event.clone(), event.clone()]).await;
     executions.push(world.sfn.run(&event).await);
     for (i, execution) in executions.iter().enumerate() {
-        report(&format!("duplicate trigger, execution {}", i + 1), execution);
-        assert_eq!((execution.status.as_str(), execution.error.as_deref()), ("SUCCEEDED", None), "{:?}", execution.cause);
+        report(
+            &format!("duplicate trigger, execution {}", i + 1),
+            execution,
+        );
+        assert_eq!(
+            (execution.status.as_str(), execution.error.as_deref()),
+            ("SUCCEEDED", None),
+            "{:?}",
+            execution.cause
+        );
     }
     for region in [WEST, EUROPE] {
-        assert_eq!(world.seed.owned_images(region).await.len(), 1, "{region}: one copy");
+        assert_eq!(
+            world.seed.owned_images(region).await.len(),
+            1,
+            "{region}: one copy"
+        );
     }
-    let replicas: Vec<_> = executions.iter().map(replicas).map(|r| r.into_iter().collect::<BTreeSet<_>>()).collect();
-    assert!(replicas.iter().all(|r| r == &replicas[0]), "every execution names the same replicas: {replicas:?}");
+    let replicas: Vec<_> = executions
+        .iter()
+        .map(replicas)
+        .map(|r| r.into_iter().collect::<BTreeSet<_>>())
+        .collect();
+    assert!(
+        replicas.iter().all(|r| r == &replicas[0]),
+        "every execution names the same replicas: {replicas:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ami_without_the_selection_tag_is_skipped_and_nothing_is_copied() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+    let world = World::start(
+        policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])),
+        1.0,
+    )
+    .await;
     world.aliased_key(WEST, "alias/ferry-usw2").await;
     let image = source_image(&world, false).await;
 
@@ -242,15 +455,28 @@ async fn an_ami_without_the_selection_tag_is_skipped_and_nothing_is_copied() {
     report("unselected AMI", &execution);
     assert_eq!(execution.status, "SUCCEEDED");
     assert_eq!(execution.last_state(), Some("Skipped"));
-    let reason = execution.output["skipped"][0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("not selected") && reason.contains(SELECTION_TAG), "{reason}");
-    assert_eq!(world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot"), 0);
+    let reason = execution.output["skipped"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("not selected") && reason.contains(SELECTION_TAG),
+        "{reason}"
+    );
+    assert_eq!(
+        world.aws.count_calls("CopyImage") + world.aws.count_calls("CopySnapshot"),
+        0
+    );
     assert!(ferry_events(&world).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_without_a_second_copy() {
-    let world = World::start(policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])), 1.0).await;
+async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_without_a_second_copy(
+) {
+    let world = World::start(
+        policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}])),
+        1.0,
+    )
+    .await;
     let key = world.aliased_key(WEST, "alias/ferry-usw2").await;
     // A console rerun names the source and destination itself: no selection tag needed.
     let image = source_image(&world, false).await;
@@ -258,7 +484,12 @@ async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_
     let request = json!({"source": {"region": SOURCE, "imageId": image}, "destination": {"region": WEST, "kmsKeyId": "alias/ferry-usw2"}});
     let replicated = world.sfn.run(&request).await;
     report("console request", &replicated);
-    assert_eq!((replicated.status.as_str(), replicated.error.as_deref()), ("SUCCEEDED", None), "{:?}", replicated.cause);
+    assert_eq!(
+        (replicated.status.as_str(), replicated.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        replicated.cause
+    );
     let replica = replicas(&replicated);
     assert_eq!(replica.len(), 1);
     assert_replica_encrypted_under(&world, WEST, &replica[0].1, &key).await;
@@ -268,7 +499,9 @@ async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_
     report("the replica's own AMI event", &echo);
     assert_eq!(echo.status, "SUCCEEDED");
     assert_eq!(echo.last_state(), Some("Skipped"));
-    let reason = echo.output["skipped"][0]["reason"].as_str().unwrap_or_default();
+    let reason = echo.output["skipped"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
     assert!(reason.contains("copy ferry made"), "{reason}");
     assert_eq!(copy_calls(&world), 1, "no second copy");
     assert_eq!(world.seed.owned_images(WEST).await.len(), 1);

@@ -14,12 +14,20 @@ use crate::rules::lineage;
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Flag {
     /// A snapshot is under another key than the one recorded at replication.
-    WrongKey { snapshot_id: String, recorded: String, actual: String },
-    Unencrypted { snapshot_id: String },
+    WrongKey {
+        snapshot_id: String,
+        recorded: String,
+        actual: String,
+    },
+    Unencrypted {
+        snapshot_id: String,
+    },
     /// No passing verification is recorded.
     NotVerified,
     /// The source no longer exists.
-    BrokenLineage { source: String },
+    BrokenLineage {
+        source: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,15 +65,25 @@ fn tag(tags: &[Tag], key: &str) -> Option<String> {
 }
 
 /// The rule: compare what was recorded with what EC2 says now.
-pub fn flags(recorded_key: Option<&str>, verified_at: Option<&str>, source_exists: bool, source: &str, snapshots: &[SnapshotInfo]) -> Vec<Flag> {
+pub fn flags(
+    recorded_key: Option<&str>,
+    verified_at: Option<&str>,
+    source_exists: bool,
+    source: &str,
+    snapshots: &[SnapshotInfo],
+) -> Vec<Flag> {
     let mut flags = vec![];
     if verified_at.is_none() {
         flags.push(Flag::NotVerified);
     }
     for snapshot in snapshots {
         if !snapshot.encrypted {
-            flags.push(Flag::Unencrypted { snapshot_id: snapshot.snapshot_id.clone() });
-        } else if let Some(recorded) = recorded_key.filter(|recorded| snapshot.kms_key_id.as_deref() != Some(*recorded)) {
+            flags.push(Flag::Unencrypted {
+                snapshot_id: snapshot.snapshot_id.clone(),
+            });
+        } else if let Some(recorded) =
+            recorded_key.filter(|recorded| snapshot.kms_key_id.as_deref() != Some(*recorded))
+        {
             flags.push(Flag::WrongKey {
                 snapshot_id: snapshot.snapshot_id.clone(),
                 recorded: recorded.to_string(),
@@ -74,7 +92,9 @@ pub fn flags(recorded_key: Option<&str>, verified_at: Option<&str>, source_exist
         }
     }
     if !source_exists {
-        flags.push(Flag::BrokenLineage { source: source.to_string() });
+        flags.push(Flag::BrokenLineage {
+            source: source.to_string(),
+        });
     }
     flags
 }
@@ -84,33 +104,81 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
     let ours = [Tag::new(lineage::MANAGED_BY, "ferry")];
     let mut replicas = vec![];
     for region in regions {
-        let images = deps.images.find_images_tagged(region, &ours).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-        let all_snapshots = deps.snapshots.find_snapshots_tagged(region, &ours).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
-        let fsr = deps.fast_restore.describe(region, &[]).await.map_err(|e| aws_failure("ec2:DescribeFastSnapshotRestores", e))?;
+        let images = deps
+            .images
+            .find_images_tagged(region, &ours)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+        let all_snapshots = deps
+            .snapshots
+            .find_snapshots_tagged(region, &ours)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+        let fsr = deps
+            .fast_restore
+            .describe(region, &[])
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeFastSnapshotRestores", e))?;
         let mut entries: Vec<(String, String, Vec<Tag>, Vec<SnapshotInfo>)> = vec![];
         for image in images {
-            let members = image.snapshots.iter().filter_map(|d| all_snapshots.iter().find(|s| s.snapshot_id == d.snapshot_id).cloned()).collect();
+            let members = image
+                .snapshots
+                .iter()
+                .filter_map(|d| {
+                    all_snapshots
+                        .iter()
+                        .find(|s| s.snapshot_id == d.snapshot_id)
+                        .cloned()
+                })
+                .collect();
             entries.push((image.image_id, image.state, image.tags, members));
         }
         // Standalone snapshot replicas: their source is a snapshot, not an AMI.
-        for snapshot in all_snapshots.iter().filter(|s| tag(&s.tags, lineage::SOURCE_ID).is_some_and(|id| id.starts_with("snap-"))) {
-            entries.push((snapshot.snapshot_id.clone(), snapshot.state.clone(), snapshot.tags.clone(), vec![snapshot.clone()]));
+        for snapshot in all_snapshots
+            .iter()
+            .filter(|s| tag(&s.tags, lineage::SOURCE_ID).is_some_and(|id| id.starts_with("snap-")))
+        {
+            entries.push((
+                snapshot.snapshot_id.clone(),
+                snapshot.state.clone(),
+                snapshot.tags.clone(),
+                vec![snapshot.clone()],
+            ));
         }
         for (destination_id, state, tags, members) in entries {
-            let (source_region, source_id) = (tag(&tags, lineage::SOURCE_REGION), tag(&tags, lineage::SOURCE_ID));
+            let (source_region, source_id) = (
+                tag(&tags, lineage::SOURCE_REGION),
+                tag(&tags, lineage::SOURCE_ID),
+            );
             let source_exists = match (&source_region, &source_id) {
-                (Some(region), Some(id)) if id.starts_with("ami-") => {
-                    deps.images.describe_image(region, id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?.is_some()
-                }
-                (Some(region), Some(id)) => {
-                    !deps.snapshots.describe_snapshots(region, &[id.clone()]).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?.is_empty()
-                }
+                (Some(region), Some(id)) if id.starts_with("ami-") => deps
+                    .images
+                    .describe_image(region, id)
+                    .await
+                    .map_err(|e| aws_failure("ec2:DescribeImages", e))?
+                    .is_some(),
+                (Some(region), Some(id)) => !deps
+                    .snapshots
+                    .describe_snapshots(region, &[id.clone()])
+                    .await
+                    .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
+                    .is_empty(),
                 _ => false,
             };
             let key_arn = tag(&tags, lineage::KEY_ARN);
             let verified_at = tag(&tags, lineage::VERIFIED_AT);
-            let source = format!("{}/{}", source_region.as_deref().unwrap_or("?"), source_id.as_deref().unwrap_or("?"));
-            let flags = flags(key_arn.as_deref(), verified_at.as_deref(), source_exists, &source, &members);
+            let source = format!(
+                "{}/{}",
+                source_region.as_deref().unwrap_or("?"),
+                source_id.as_deref().unwrap_or("?")
+            );
+            let flags = flags(
+                key_arn.as_deref(),
+                verified_at.as_deref(),
+                source_exists,
+                &source,
+                &members,
+            );
             let snapshots = members
                 .iter()
                 .map(|s| AuditedSnapshot {
@@ -119,7 +187,11 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                     source_key_arn: tag(&s.tags, lineage::SOURCE_KEY_ARN),
                     encrypted: s.encrypted,
                     key_arn: s.kms_key_id.clone(),
-                    fsr: fsr.iter().filter(|f| f.snapshot_id == s.snapshot_id).map(|f| (f.availability_zone.clone(), f.state.clone())).collect(),
+                    fsr: fsr
+                        .iter()
+                        .filter(|f| f.snapshot_id == s.snapshot_id)
+                        .map(|f| (f.availability_zone.clone(), f.state.clone()))
+                        .collect(),
                 })
                 .collect();
             replicas.push(ReplicaAudit {
@@ -146,19 +218,62 @@ mod tests {
     use super::*;
 
     fn snapshot(id: &str, encrypted: bool, key: Option<&str>) -> SnapshotInfo {
-        SnapshotInfo { snapshot_id: id.into(), encrypted, kms_key_id: key.map(Into::into), state: "completed".into(), ..Default::default() }
+        SnapshotInfo {
+            snapshot_id: id.into(),
+            encrypted,
+            kms_key_id: key.map(Into::into),
+            state: "completed".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_verified_replica_under_its_recorded_key_is_clean() {
-        assert!(flags(Some("arn:k"), Some("2026-11-22T08:00:00Z"), true, "us-east-1/ami-1", &[snapshot("snap-1", true, Some("arn:k"))]).is_empty());
+        assert!(flags(
+            Some("arn:k"),
+            Some("2026-11-22T08:00:00Z"),
+            true,
+            "us-east-1/ami-1",
+            &[snapshot("snap-1", true, Some("arn:k"))]
+        )
+        .is_empty());
     }
 
     #[test]
     fn drift_unverified_broken_lineage_and_unencrypted_are_all_flagged() {
-        let found = flags(None, None, false, "us-east-1/ami-gone", &[snapshot("snap-1", false, None)]);
-        assert_eq!(found, vec![Flag::NotVerified, Flag::Unencrypted { snapshot_id: "snap-1".into() }, Flag::BrokenLineage { source: "us-east-1/ami-gone".into() }]);
-        let drift = flags(Some("arn:k"), Some("t"), true, "s", &[snapshot("snap-2", true, Some("arn:other"))]);
-        assert_eq!(drift, vec![Flag::WrongKey { snapshot_id: "snap-2".into(), recorded: "arn:k".into(), actual: "arn:other".into() }]);
+        let found = flags(
+            None,
+            None,
+            false,
+            "us-east-1/ami-gone",
+            &[snapshot("snap-1", false, None)],
+        );
+        assert_eq!(
+            found,
+            vec![
+                Flag::NotVerified,
+                Flag::Unencrypted {
+                    snapshot_id: "snap-1".into()
+                },
+                Flag::BrokenLineage {
+                    source: "us-east-1/ami-gone".into()
+                }
+            ]
+        );
+        let drift = flags(
+            Some("arn:k"),
+            Some("t"),
+            true,
+            "s",
+            &[snapshot("snap-2", true, Some("arn:other"))],
+        );
+        assert_eq!(
+            drift,
+            vec![Flag::WrongKey {
+                snapshot_id: "snap-2".into(),
+                recorded: "arn:k".into(),
+                actual: "arn:other".into()
+            }]
+        );
     }
 }

@@ -22,7 +22,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { event_bus: "default".into(), poll: PollBounds::default(), fsr_quota_per_region: 5, sdk: SdkSettings::default(), policy: None }
+        Config {
+            event_bus: "default".into(),
+            poll: PollBounds::default(),
+            fsr_quota_per_region: 5,
+            sdk: SdkSettings::default(),
+            policy: None,
+        }
     }
 }
 
@@ -34,10 +40,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn number<T: std::str::FromStr>(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError> {
+fn number<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
     match lookup(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError { name, value, reason: "expected a whole number".into() }),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError {
+            name,
+            value,
+            reason: "expected a whole number".into(),
+        }),
     }
 }
 
@@ -53,21 +67,39 @@ impl Config {
             max_seconds: number(&lookup, "FERRY_POLL_MAX_SECONDS", defaults.poll.max_seconds)?,
         };
         if poll.min_seconds == 0 || poll.min_seconds > poll.max_seconds {
-            return Err(ConfigError { name: "FERRY_POLL_MIN_SECONDS", value: poll.min_seconds.to_string(), reason: "must be 1..=FERRY_POLL_MAX_SECONDS".into() });
+            return Err(ConfigError {
+                name: "FERRY_POLL_MIN_SECONDS",
+                value: poll.min_seconds.to_string(),
+                reason: "must be 1..=FERRY_POLL_MAX_SECONDS".into(),
+            });
         }
         let sdk = SdkSettings {
             max_attempts: number(&lookup, "FERRY_SDK_MAX_ATTEMPTS", defaults.sdk.max_attempts)?,
-            initial_backoff: Duration::from_millis(number(&lookup, "FERRY_SDK_INITIAL_BACKOFF_MS", defaults.sdk.initial_backoff.as_millis() as u64)?),
+            initial_backoff: Duration::from_millis(number(
+                &lookup,
+                "FERRY_SDK_INITIAL_BACKOFF_MS",
+                defaults.sdk.initial_backoff.as_millis() as u64,
+            )?),
             ..defaults.sdk
         };
         Ok(Config {
-            event_bus: lookup("FERRY_EVENT_BUS").filter(|bus| !bus.is_empty()).unwrap_or(defaults.event_bus),
+            event_bus: lookup("FERRY_EVENT_BUS")
+                .filter(|bus| !bus.is_empty())
+                .unwrap_or(defaults.event_bus),
             poll,
-            fsr_quota_per_region: number(&lookup, "FERRY_FSR_QUOTA", defaults.fsr_quota_per_region)?,
+            fsr_quota_per_region: number(
+                &lookup,
+                "FERRY_FSR_QUOTA",
+                defaults.fsr_quota_per_region,
+            )?,
             sdk,
             policy: match lookup("FERRY_POLICY").filter(|json| !json.trim().is_empty()) {
                 None => None,
-                Some(json) => Some(Policy::parse(&json).map_err(|reason| ConfigError { name: "FERRY_POLICY", value: json.chars().take(80).collect(), reason })?),
+                Some(json) => Some(Policy::parse(&json).map_err(|reason| ConfigError {
+                    name: "FERRY_POLICY",
+                    value: json.chars().take(80).collect(),
+                    reason,
+                })?),
             },
         })
     }
@@ -90,8 +122,12 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!((config.event_bus.as_str(), config.poll.min_seconds), ("ferry", 5));
-        let error = Config::from_lookup(|name| (name == "FERRY_FSR_QUOTA").then(|| "five".into())).unwrap_err();
+        assert_eq!(
+            (config.event_bus.as_str(), config.poll.min_seconds),
+            ("ferry", 5)
+        );
+        let error = Config::from_lookup(|name| (name == "FERRY_FSR_QUOTA").then(|| "five".into()))
+            .unwrap_err();
         assert_eq!(error.name, "FERRY_FSR_QUOTA");
     }
 }

@@ -29,7 +29,10 @@ impl Deps {
     /// Builds every adapter over one SDK configuration (tests point it at the local AWS).
     pub fn from_sdk(sdk: &SdkConfig, config: Config) -> Self {
         let ec2 = Arc::new(Ec2Adapter::new(sdk));
-        let events = EventBridgeAdapter::new(aws_sdk_eventbridge::Client::new(sdk), config.event_bus.clone());
+        let events = EventBridgeAdapter::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            config.event_bus.clone(),
+        );
         Deps {
             config,
             keys: Arc::new(KmsAdapter::new(sdk)),

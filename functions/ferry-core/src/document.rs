@@ -213,15 +213,30 @@ impl Replication {
     pub fn from_json(payload: serde_json::Value) -> Result<Self, FerryError> {
         let size = payload.to_string().len();
         if size > crate::rules::request::MAX_DOCUMENT_BYTES {
-            return Err(FerryError::invalid("document", format!("{size} bytes; at most {} are accepted", crate::rules::request::MAX_DOCUMENT_BYTES)));
+            return Err(FerryError::invalid(
+                "document",
+                format!(
+                    "{size} bytes; at most {} are accepted",
+                    crate::rules::request::MAX_DOCUMENT_BYTES
+                ),
+            ));
         }
-        serde_json::from_value(payload).map_err(|e| FerryError::invalid("document", format!("{e}; see README 'The replication document'")))
+        serde_json::from_value(payload).map_err(|e| {
+            FerryError::invalid(
+                "document",
+                format!("{e}; see README 'The replication document'"),
+            )
+        })
     }
 
     /// The source's id as the request gives it (imageId, else snapshotId; [`Self::source_ref`]
     /// checks that exactly one is given).
     pub fn source_id(&self) -> &str {
-        self.source.image_id.as_deref().or(self.source.snapshot_id.as_deref()).unwrap_or_default()
+        self.source
+            .image_id
+            .as_deref()
+            .or(self.source.snapshot_id.as_deref())
+            .unwrap_or_default()
     }
 
     /// The source's id and kind; the request must name exactly one of imageId and snapshotId.
@@ -229,17 +244,33 @@ impl Replication {
         match (&self.source.image_id, &self.source.snapshot_id) {
             (Some(image), None) => Ok((SourceKind::Image, image)),
             (None, Some(snapshot)) => Ok((SourceKind::Snapshot, snapshot)),
-            (Some(_), Some(_)) => Err(FerryError::invalid("source", "give imageId or snapshotId, not both")),
-            (None, None) => Err(FerryError::invalid("source", "give imageId (ami-…) or snapshotId (snap-…)")),
+            (Some(_), Some(_)) => Err(FerryError::invalid(
+                "source",
+                "give imageId or snapshotId, not both",
+            )),
+            (None, None) => Err(FerryError::invalid(
+                "source",
+                "give imageId (ami-…) or snapshotId (snap-…)",
+            )),
         }
     }
 
     pub fn resolved_key(&self) -> Result<&ResolvedKey, FerryError> {
-        self.key.as_ref().ok_or_else(|| FerryError::invalid("key", "missing: run start-copy first, its output carries the resolved key"))
+        self.key.as_ref().ok_or_else(|| {
+            FerryError::invalid(
+                "key",
+                "missing: run start-copy first, its output carries the resolved key",
+            )
+        })
     }
 
     pub fn copy_state(&self) -> Result<&CopyState, FerryError> {
-        self.copy.as_ref().ok_or_else(|| FerryError::invalid("copy", "missing: run start-copy first, its output carries the copy state"))
+        self.copy.as_ref().ok_or_else(|| {
+            FerryError::invalid(
+                "copy",
+                "missing: run start-copy first, its output carries the copy state",
+            )
+        })
     }
 }
 
@@ -268,7 +299,10 @@ mod tests {
             "options": {"copySourceTags": true, "completionDurationMinutes": 30, "fsr": {"availabilityZones": ["us-west-2a"]}}
         });
         let document = Replication::from_json(request.clone()).unwrap();
-        assert_eq!(document.source_ref().unwrap(), (SourceKind::Snapshot, "snap-0123456789abcdef0"));
+        assert_eq!(
+            document.source_ref().unwrap(),
+            (SourceKind::Snapshot, "snap-0123456789abcdef0")
+        );
         assert_eq!(serde_json::to_value(&document).unwrap(), request);
     }
 

@@ -12,7 +12,11 @@ pub struct SnapshotFinding {
 }
 
 fn list(findings: &[SnapshotFinding]) -> String {
-    findings.iter().map(|f| format!("{} ({})", f.snapshot_id, f.problem)).collect::<Vec<_>>().join("; ")
+    findings
+        .iter()
+        .map(|f| format!("{} ({})", f.snapshot_id, f.problem))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -22,29 +26,61 @@ pub enum FerryError {
     #[error("source {id} not found in {region}: check the id and the source Region")]
     SourceNotFound { region: String, id: String },
     #[error("source {id} is {state}, not {wanted}: wait until it is {wanted}, then rerun")]
-    SourceNotReady { id: String, state: String, wanted: String },
+    SourceNotReady {
+        id: String,
+        state: String,
+        wanted: String,
+    },
     #[error("source image {id} is {root_device_type}-backed: only EBS-backed AMIs can be copied with their snapshots")]
-    SourceNotEbsBacked { id: String, root_device_type: String },
+    SourceNotEbsBacked {
+        id: String,
+        root_device_type: String,
+    },
     #[error("source {id} has unencrypted snapshots ({snapshots}) and the policy requires encrypted sources: encrypt the source first")]
     SourceNotEncrypted { id: String, snapshots: String },
     #[error("KMS key {key} not found in {region}: create the key (or an alias or multi-Region replica) in the destination Region")]
     KeyNotFound { key: String, region: String },
     #[error("KMS key {key} lives in {key_region}, not in the destination Region {region}: use a key in {region} (keys are never shared across Regions)")]
-    KeyNotInDestinationRegion { key: String, key_region: String, region: String },
+    KeyNotInDestinationRegion {
+        key: String,
+        key_region: String,
+        region: String,
+    },
     #[error("KMS key {key_arn} is {state}: {hint}")]
-    KeyNotEnabled { key_arn: String, state: String, hint: String },
+    KeyNotEnabled {
+        key_arn: String,
+        state: String,
+        hint: String,
+    },
     #[error("KMS key {key_arn} is {spec}/{usage}: EBS needs a SYMMETRIC_DEFAULT key for ENCRYPT_DECRYPT")]
-    KeyNotSymmetric { key_arn: String, spec: String, usage: String },
+    KeyNotSymmetric {
+        key_arn: String,
+        spec: String,
+        usage: String,
+    },
     #[error("copy {destination_id} failed: {reason}")]
-    CopyFailed { destination_id: String, reason: String },
+    CopyFailed {
+        destination_id: String,
+        reason: String,
+    },
     #[error("the destination Region refused another copy ({message}): at most 20 snapshot copies run at once per Region; retry later")]
     CopyQuotaExceeded { message: String },
     #[error("replica {destination_id} has unencrypted snapshots: {}", list(.findings))]
-    ReplicaNotEncrypted { destination_id: String, findings: Vec<SnapshotFinding> },
+    ReplicaNotEncrypted {
+        destination_id: String,
+        findings: Vec<SnapshotFinding>,
+    },
     #[error("replica {destination_id} has snapshots under a key other than {expected_key_arn}: {}", list(.findings))]
-    ReplicaWrongKey { destination_id: String, expected_key_arn: String, findings: Vec<SnapshotFinding> },
+    ReplicaWrongKey {
+        destination_id: String,
+        expected_key_arn: String,
+        findings: Vec<SnapshotFinding>,
+    },
     #[error("replica {destination_id} is incomplete: {reason}")]
-    ReplicaIncomplete { destination_id: String, reason: String },
+    ReplicaIncomplete {
+        destination_id: String,
+        reason: String,
+    },
     #[error("Fast Snapshot Restore quota is full in {region}: {reason}; disable FSR elsewhere or raise the quota")]
     FsrQuotaExceeded { region: String, reason: String },
     #[error("the evidence event was not published: {reason}")]
@@ -52,7 +88,11 @@ pub enum FerryError {
     #[error("AWS throttled {operation} after the SDK's retries: {message}")]
     Throttled { operation: String, message: String },
     #[error("AWS call {operation} failed: {code}: {message}")]
-    AwsError { operation: String, code: String, message: String },
+    AwsError {
+        operation: String,
+        code: String,
+        message: String,
+    },
 }
 
 impl FerryError {
@@ -134,13 +174,19 @@ impl FerryError {
     }
 
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        FerryError::InvalidRequest { field: field.into(), reason: reason.into() }
+        FerryError::InvalidRequest {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl From<FerryError> for Diagnostic {
     fn from(error: FerryError) -> Self {
-        Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
+        Diagnostic {
+            error_type: error.name().to_string(),
+            error_message: error.to_string(),
+        }
     }
 }
 
@@ -153,11 +199,16 @@ mod tests {
         let wrong_key = FerryError::ReplicaWrongKey {
             destination_id: "ami-1".into(),
             expected_key_arn: "arn:k".into(),
-            findings: vec![SnapshotFinding { snapshot_id: "snap-1".into(), problem: "under arn:other".into() }],
+            findings: vec![SnapshotFinding {
+                snapshot_id: "snap-1".into(),
+                problem: "under arn:other".into(),
+            }],
         };
         let diagnostic = Diagnostic::from(wrong_key);
         assert_eq!(diagnostic.error_type, "ReplicaWrongKey");
-        assert!(diagnostic.error_message.contains("snap-1 (under arn:other)"));
+        assert!(diagnostic
+            .error_message
+            .contains("snap-1 (under arn:other)"));
     }
 
     #[test]
@@ -166,12 +217,19 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), FerryError::NAMES.len());
-        assert!(names.iter().all(|n| n.chars().next().unwrap().is_ascii_uppercase() && n.chars().all(|c| c.is_ascii_alphanumeric())));
+        assert!(names
+            .iter()
+            .all(|n| n.chars().next().unwrap().is_ascii_uppercase()
+                && n.chars().all(|c| c.is_ascii_alphanumeric())));
     }
 
     #[test]
     fn only_transient_errors_are_retryable() {
-        assert!(FerryError::Throttled { operation: "CopyImage".into(), message: "slow down".into() }.is_retryable());
+        assert!(FerryError::Throttled {
+            operation: "CopyImage".into(),
+            message: "slow down".into()
+        }
+        .is_retryable());
         assert!(!FerryError::invalid("source", "missing").is_retryable());
     }
 }

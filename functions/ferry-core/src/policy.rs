@@ -55,7 +55,8 @@ pub struct PolicyDestination {
 impl Policy {
     /// Parses and checks a policy document; the error says what to fix.
     pub fn parse(json: &str) -> Result<Policy, String> {
-        let policy: Policy = serde_json::from_str(json).map_err(|e| format!("not a ferry policy: {e}"))?;
+        let policy: Policy =
+            serde_json::from_str(json).map_err(|e| format!("not a ferry policy: {e}"))?;
         if policy.selection.tag_key.is_empty() {
             return Err("selection.tagKey must name the tag that selects sources".into());
         }
@@ -63,12 +64,22 @@ impl Policy {
             return Err("destinations must list at least one {region, kmsKeyId}".into());
         }
         if policy.destinations.len() > MAX_DESTINATIONS {
-            return Err(format!("{} destinations; at most {MAX_DESTINATIONS}", policy.destinations.len()));
+            return Err(format!(
+                "{} destinations; at most {MAX_DESTINATIONS}",
+                policy.destinations.len()
+            ));
         }
-        if let Some(bad) = policy.destinations.iter().map(|d| &d.region).chain(&policy.source_regions).find(|r| !is_region(r)) {
+        if let Some(bad) = policy
+            .destinations
+            .iter()
+            .map(|d| &d.region)
+            .chain(&policy.source_regions)
+            .find(|r| !is_region(r))
+        {
             return Err(format!("{bad:?} is not an AWS Region"));
         }
-        if !(1..=AWS_COPIES_IN_FLIGHT_PER_REGION).contains(&policy.max_copies_in_flight_per_region) {
+        if !(1..=AWS_COPIES_IN_FLIGHT_PER_REGION).contains(&policy.max_copies_in_flight_per_region)
+        {
             return Err(format!("maxCopiesInFlightPerRegion must be 1..={AWS_COPIES_IN_FLIGHT_PER_REGION} (the AWS quota)"));
         }
         Ok(policy)
@@ -77,7 +88,9 @@ impl Policy {
     /// Whether a source carrying `tags` is selected.
     pub fn selects(&self, tags: &[crate::ports::Tag]) -> bool {
         tags.iter().any(|t| {
-            t.key == self.selection.tag_key && (self.selection.tag_values.is_empty() || self.selection.tag_values.contains(&t.value))
+            t.key == self.selection.tag_key
+                && (self.selection.tag_values.is_empty()
+                    || self.selection.tag_values.contains(&t.value))
         })
     }
 }
@@ -102,14 +115,26 @@ mod tests {
         assert!(policy.selects(&[Tag::new("dr", "yes")]));
         assert!(!policy.selects(&[Tag::new("dr", "no")]));
         assert!(!policy.selects(&[]));
-        let any = Policy { selection: Selection { tag_key: "dr".into(), tag_values: vec![] }, ..policy };
+        let any = Policy {
+            selection: Selection {
+                tag_key: "dr".into(),
+                tag_values: vec![],
+            },
+            ..policy
+        };
         assert!(any.selects(&[Tag::new("dr", "whatever")]));
     }
 
     #[test]
     fn a_broken_policy_says_what_to_fix() {
-        assert!(Policy::parse("{}").unwrap_err().contains("not a ferry policy"));
-        assert!(Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": []}"#).unwrap_err().contains("destinations"));
+        assert!(Policy::parse("{}")
+            .unwrap_err()
+            .contains("not a ferry policy"));
+        assert!(
+            Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": []}"#)
+                .unwrap_err()
+                .contains("destinations")
+        );
         let over_quota = r#"{"selection": {"tagKey": "dr"}, "maxCopiesInFlightPerRegion": 50, "destinations": [{"region": "us-west-2", "kmsKeyId": "k"}]}"#;
         assert!(Policy::parse(over_quota).unwrap_err().contains("quota"));
         assert!(Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": [{"region": "mars-1", "kmsKeyId": "k"}]}"#).unwrap_err().contains("mars-1"));

@@ -48,7 +48,10 @@ pub struct Tag {
 
 impl Tag {
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Tag { key: key.into(), value: value.into() }
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -157,30 +160,59 @@ pub trait Images: Send + Sync {
 #[async_trait]
 pub trait Snapshots: Send + Sync {
     /// The snapshots that exist among `snapshot_ids`.
-    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<SnapshotInfo>>;
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> AwsResult<Vec<SnapshotInfo>>;
     /// Snapshots owned by this account carrying every one of `tags` (empty value: any value).
-    async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>>;
-    async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest) -> AwsResult<String>;
+    async fn find_snapshots_tagged(
+        &self,
+        region: &str,
+        tags: &[Tag],
+    ) -> AwsResult<Vec<SnapshotInfo>>;
+    async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest)
+        -> AwsResult<String>;
     async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()>;
 }
 
 #[async_trait]
 pub trait Tagging: Send + Sync {
-    async fn create_tags(&self, region: &str, resource_ids: &[String], tags: &[Tag]) -> AwsResult<()>;
+    async fn create_tags(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        tags: &[Tag],
+    ) -> AwsResult<()>;
 }
 
 #[async_trait]
 pub trait FastRestore: Send + Sync {
     async fn availability_zones(&self, region: &str) -> AwsResult<Vec<String>>;
-    async fn enable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange>;
-    async fn disable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange>;
+    async fn enable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange>;
+    async fn disable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange>;
     /// FSR entries in `region`; all of them when `snapshot_ids` is empty.
     async fn describe(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<FsrState>>;
 }
 
 #[async_trait]
 pub trait Events: Send + Sync {
-    async fn publish(&self, detail_type: &str, detail: &serde_json::Value, resources: &[String]) -> AwsResult<()>;
+    async fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+        resources: &[String],
+    ) -> AwsResult<()>;
 }
 
 pub trait Clock: Send + Sync {
@@ -192,6 +224,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 }

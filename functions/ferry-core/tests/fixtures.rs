@@ -7,13 +7,16 @@ use ferry_core::rules::request::validate;
 use ferry_core::Replication;
 
 fn fixtures(folder: &str) -> Vec<(PathBuf, serde_json::Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(folder);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(folder);
     let mut found: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .map(|path| {
-            let json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             (path, json)
         })
         .collect();
@@ -25,7 +28,8 @@ fn fixtures(folder: &str) -> Vec<(PathBuf, serde_json::Value)> {
 #[test]
 fn request_fixtures_are_valid_requests() {
     for (path, json) in fixtures("start-copy") {
-        let document = Replication::from_json(json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let document =
+            Replication::from_json(json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         validate(&document).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
@@ -34,7 +38,11 @@ fn request_fixtures_are_valid_requests() {
 fn document_fixtures_carry_the_copy_state_later_steps_need() {
     for (path, json) in fixtures("check-copy") {
         let document = Replication::from_json(json).unwrap();
-        assert!(document.copy_state().is_ok() && document.resolved_key().is_ok(), "{}", path.display());
+        assert!(
+            document.copy_state().is_ok() && document.resolved_key().is_ok(),
+            "{}",
+            path.display()
+        );
     }
     for (path, json) in fixtures("enable-fsr") {
         assert_eq!(json["operation"], "disable", "{}", path.display());
@@ -45,17 +53,32 @@ fn document_fixtures_carry_the_copy_state_later_steps_need() {
 #[test]
 fn invalid_fixtures_are_refused_with_invalid_request() {
     for (path, json) in fixtures("invalid") {
-        let error = Replication::from_json(json).and_then(|document| validate(&document).map(|_| ())).unwrap_err();
-        assert_eq!(error.name(), "InvalidRequest", "{}: {error}", path.display());
+        let error = Replication::from_json(json)
+            .and_then(|document| validate(&document).map(|_| ()))
+            .unwrap_err();
+        assert_eq!(
+            error.name(),
+            "InvalidRequest",
+            "{}: {error}",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn the_readme_error_table_lists_every_error_name_with_its_retryability() {
-    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let rows: Vec<&str> = readme.lines().filter(|line| line.starts_with("| `")).collect();
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .collect();
     for name in ferry_core::FerryError::NAMES {
-        let row = rows.iter().find(|row| row.starts_with(&format!("| `{name}` |"))).unwrap_or_else(|| panic!("README lacks a row for {name}"));
+        let row = rows
+            .iter()
+            .find(|row| row.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("README lacks a row for {name}"));
         let retryable = row.trim_end_matches('|').trim_end().ends_with("| yes");
         let expected = ferry_core::FerryError::RETRYABLE.contains(&name);
         assert_eq!(retryable, expected, "README retryability of {name}");

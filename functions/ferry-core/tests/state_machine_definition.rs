@@ -7,7 +7,12 @@ use std::path::PathBuf;
 use ferry_core::FerryError;
 use serde_json::Value;
 
-const LAMBDA_ERRORS: [&str; 4] = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"];
+const LAMBDA_ERRORS: [&str; 4] = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
 /// A crashed or killed function (out of memory, timeout, panic with abort).
 const CRASH_ERRORS: [&str; 3] = ["Lambda.Unknown", "Runtime.ExitError", "Sandbox.Timedout"];
 
@@ -29,25 +34,55 @@ fn states(definition: &Value) -> Vec<(String, Value)> {
 }
 
 fn names(list: &Value) -> BTreeSet<String> {
-    list["ErrorEquals"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+    list["ErrorEquals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn lambda_tasks() -> Vec<(String, Value)> {
-    states(&definition()).into_iter().filter(|(_, s)| s["Type"] == "Task" && s["Resource"].as_str().unwrap().ends_with("FunctionArn}")).collect()
+    states(&definition())
+        .into_iter()
+        .filter(|(_, s)| {
+            s["Type"] == "Task" && s["Resource"].as_str().unwrap().ends_with("FunctionArn}")
+        })
+        .collect()
 }
 
 #[test]
 fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_name() {
     let declared: BTreeSet<String> = FerryError::NAMES.iter().map(|n| n.to_string()).collect();
-    let infrastructure: BTreeSet<String> = LAMBDA_ERRORS.iter().chain(&CRASH_ERRORS).chain(&["States.Timeout"]).map(|n| n.to_string()).collect();
+    let infrastructure: BTreeSet<String> = LAMBDA_ERRORS
+        .iter()
+        .chain(&CRASH_ERRORS)
+        .chain(&["States.Timeout"])
+        .map(|n| n.to_string())
+        .collect();
     let tasks = lambda_tasks();
-    assert_eq!(tasks.len(), 7, "plan, start, check, verify, tag, enable and disable FSR");
+    assert_eq!(
+        tasks.len(),
+        7,
+        "plan, start, check, verify, tag, enable and disable FSR"
+    );
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
         assert_eq!(catches.len(), 2, "{name}");
-        assert_eq!(names(&catches[0]), declared, "{name} catches exactly FerryError::NAMES first");
-        assert_eq!(names(&catches[1]), infrastructure, "{name} then crashes and Lambda service failures, named");
-        assert_eq!(catches[0]["Next"], catches[1]["Next"], "{name}: both reach the failure path");
+        assert_eq!(
+            names(&catches[0]),
+            declared,
+            "{name} catches exactly FerryError::NAMES first"
+        );
+        assert_eq!(
+            names(&catches[1]),
+            infrastructure,
+            "{name} then crashes and Lambda service failures, named"
+        );
+        assert_eq!(
+            catches[0]["Next"], catches[1]["Next"],
+            "{name}: both reach the failure path"
+        );
     }
     let text = definition().to_string();
     assert!(!text.contains("States.ALL"), "no catch-all hides causes");
@@ -57,11 +92,22 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
 fn every_lambda_task_has_the_standard_retry_block_and_retries_only_retryable_names() {
     for (name, task) in lambda_tasks() {
         let retries = task["Retry"].as_array().unwrap();
-        assert_eq!(names(&retries[0]), LAMBDA_ERRORS.iter().map(|n| n.to_string()).collect(), "{name}");
-        assert_eq!(names(&retries[1]), CRASH_ERRORS.iter().map(|n| n.to_string()).collect(), "{name}: a crashed function is retried (every step is idempotent)");
+        assert_eq!(
+            names(&retries[0]),
+            LAMBDA_ERRORS.iter().map(|n| n.to_string()).collect(),
+            "{name}"
+        );
+        assert_eq!(
+            names(&retries[1]),
+            CRASH_ERRORS.iter().map(|n| n.to_string()).collect(),
+            "{name}: a crashed function is retried (every step is idempotent)"
+        );
         for retry in &retries[2..] {
             for error in names(retry) {
-                assert!(FerryError::RETRYABLE.contains(&error.as_str()), "{name} retries {error}");
+                assert!(
+                    FerryError::RETRYABLE.contains(&error.as_str()),
+                    "{name} retries {error}"
+                );
             }
             assert_eq!(retry["JitterStrategy"], "FULL", "{name}");
         }
@@ -70,7 +116,23 @@ fn every_lambda_task_has_the_standard_retry_block_and_retries_only_retryable_nam
 
 #[test]
 fn function_arns_come_from_definition_substitutions() {
-    let expected = ["PlanReplicationFunctionArn", "StartCopyFunctionArn", "CheckCopyFunctionArn", "VerifyEncryptionFunctionArn", "TagLineageFunctionArn", "EnableFsrFunctionArn"];
-    let used: BTreeSet<String> = lambda_tasks().iter().map(|(_, t)| t["Resource"].as_str().unwrap().trim_matches(|c| c == '$' || c == '{' || c == '}').to_string()).collect();
+    let expected = [
+        "PlanReplicationFunctionArn",
+        "StartCopyFunctionArn",
+        "CheckCopyFunctionArn",
+        "VerifyEncryptionFunctionArn",
+        "TagLineageFunctionArn",
+        "EnableFsrFunctionArn",
+    ];
+    let used: BTreeSet<String> = lambda_tasks()
+        .iter()
+        .map(|(_, t)| {
+            t["Resource"]
+                .as_str()
+                .unwrap()
+                .trim_matches(|c| c == '$' || c == '{' || c == '}')
+                .to_string()
+        })
+        .collect();
     assert_eq!(used, expected.iter().map(|s| s.to_string()).collect());
 }

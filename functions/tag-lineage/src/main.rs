@@ -10,5 +10,8 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     ferry_core::init_tracing();
     let deps = Deps::load(Config::from_env()?).await;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| tag_lineage::handle(&deps, event.payload))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        tag_lineage::handle(&deps, event.payload)
+    }))
+    .await
 }

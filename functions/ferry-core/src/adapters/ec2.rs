@@ -6,8 +6,8 @@ use aws_sdk_ec2::Client;
 
 use super::sdk::{aws_error, Regional};
 use crate::ports::{
-    AwsResult, CopyImageRequest, CopySnapshotRequest, DeviceSnapshot, FastRestore, FsrChange, FsrFailure, FsrState, ImageInfo, Images,
-    SnapshotInfo, Snapshots, Tag, Tagging,
+    AwsResult, CopyImageRequest, CopySnapshotRequest, DeviceSnapshot, FastRestore, FsrChange,
+    FsrFailure, FsrState, ImageInfo, Images, SnapshotInfo, Snapshots, Tag, Tagging,
 };
 
 pub struct Ec2Adapter {
@@ -18,22 +18,37 @@ impl Ec2Adapter {
     pub fn new(config: &SdkConfig) -> Self {
         let config = config.clone();
         Self::with_clients(move |region| {
-            Client::from_conf(aws_sdk_ec2::config::Builder::from(&config).region(Region::new(region.to_string())).build())
+            Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&config)
+                    .region(Region::new(region.to_string()))
+                    .build(),
+            )
         })
     }
 
     /// Builds the adapter over any client factory (a mocked client in adapter tests).
     pub fn with_clients(make: impl Fn(&str) -> Client + Send + Sync + 'static) -> Self {
-        Ec2Adapter { clients: Regional::new(make) }
+        Ec2Adapter {
+            clients: Regional::new(make),
+        }
     }
 }
 
 fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
-    tags.iter().map(|t| aws_sdk_ec2::types::Tag::builder().key(&t.key).value(&t.value).build()).collect()
+    tags.iter()
+        .map(|t| {
+            aws_sdk_ec2::types::Tag::builder()
+                .key(&t.key)
+                .value(&t.value)
+                .build()
+        })
+        .collect()
 }
 
 fn domain_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
-    tags.iter().map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect()
+    tags.iter()
+        .map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+        .collect()
 }
 
 /// `tag:KEY=VALUE` filters; an empty value asks only for the key (`tag-key`).
@@ -41,27 +56,44 @@ fn tag_filters(tags: &[Tag]) -> Vec<Filter> {
     tags.iter()
         .map(|t| match t.value.as_str() {
             "" => Filter::builder().name("tag-key").values(&t.key).build(),
-            value => Filter::builder().name(format!("tag:{}", t.key)).values(value).build(),
+            value => Filter::builder()
+                .name(format!("tag:{}", t.key))
+                .values(value)
+                .build(),
         })
         .collect()
 }
 
 fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecification {
-    TagSpecification::builder().resource_type(resource_type).set_tags(Some(sdk_tags(tags))).build()
+    TagSpecification::builder()
+        .resource_type(resource_type)
+        .set_tags(Some(sdk_tags(tags)))
+        .build()
 }
 
 fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
     ImageInfo {
         image_id: image.image_id().unwrap_or_default().to_string(),
-        state: image.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        state_reason: image.state_reason().map(|r| format!("{}: {}", r.code().unwrap_or("?"), r.message().unwrap_or(""))),
-        root_device_type: image.root_device_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        state: image
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        state_reason: image
+            .state_reason()
+            .map(|r| format!("{}: {}", r.code().unwrap_or("?"), r.message().unwrap_or(""))),
+        root_device_type: image
+            .root_device_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
         snapshots: image
             .block_device_mappings()
             .iter()
             .filter_map(|m| {
                 let snapshot_id = m.ebs()?.snapshot_id()?;
-                Some(DeviceSnapshot { device_name: m.device_name().unwrap_or_default().to_string(), snapshot_id: snapshot_id.to_string() })
+                Some(DeviceSnapshot {
+                    device_name: m.device_name().unwrap_or_default().to_string(),
+                    snapshot_id: snapshot_id.to_string(),
+                })
             })
             .collect(),
         tags: domain_tags(image.tags()),
@@ -72,13 +104,21 @@ fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
 fn snapshot_info(snapshot: &aws_sdk_ec2::types::Snapshot) -> SnapshotInfo {
     SnapshotInfo {
         snapshot_id: snapshot.snapshot_id().unwrap_or_default().to_string(),
-        state: snapshot.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        state_message: snapshot.state_message().filter(|m| !m.is_empty()).map(str::to_string),
+        state: snapshot
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        state_message: snapshot
+            .state_message()
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
         progress: snapshot.progress().map(str::to_string),
         encrypted: snapshot.encrypted().unwrap_or(false),
         kms_key_id: snapshot.kms_key_id().map(str::to_string),
         tags: domain_tags(snapshot.tags()),
-        created: snapshot.start_time().and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+        created: snapshot
+            .start_time()
+            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
     }
 }
 
@@ -93,19 +133,35 @@ macro_rules! fsr_change {
                 .map(|item| FsrState {
                     snapshot_id: item.snapshot_id().unwrap_or_default().to_string(),
                     availability_zone: item.availability_zone().unwrap_or_default().to_string(),
-                    state: item.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    state: item
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             failed: output
                 .unsuccessful()
                 .iter()
                 .flat_map(|item| {
-                    item.fast_snapshot_restore_state_errors().iter().map(move |zone| FsrFailure {
-                        snapshot_id: item.snapshot_id().unwrap_or_default().to_string(),
-                        availability_zone: zone.availability_zone().unwrap_or_default().to_string(),
-                        code: zone.error().and_then(|e| e.code()).unwrap_or("Unknown").to_string(),
-                        message: zone.error().and_then(|e| e.message()).unwrap_or_default().to_string(),
-                    })
+                    item.fast_snapshot_restore_state_errors()
+                        .iter()
+                        .map(move |zone| FsrFailure {
+                            snapshot_id: item.snapshot_id().unwrap_or_default().to_string(),
+                            availability_zone: zone
+                                .availability_zone()
+                                .unwrap_or_default()
+                                .to_string(),
+                            code: zone
+                                .error()
+                                .and_then(|e| e.code())
+                                .unwrap_or("Unknown")
+                                .to_string(),
+                            message: zone
+                                .error()
+                                .and_then(|e| e.message())
+                                .unwrap_or_default()
+                                .to_string(),
+                        })
                 })
                 .collect(),
         }
@@ -131,8 +187,20 @@ macro_rules! fsr_call {
 #[async_trait]
 impl Images for Ec2Adapter {
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<ImageInfo>> {
-        match self.clients.get(region).describe_images().image_ids(image_id).send().await.map_err(aws_error) {
-            Ok(output) => Ok(output.images().iter().find(|i| i.image_id() == Some(image_id)).map(image_info)),
+        match self
+            .clients
+            .get(region)
+            .describe_images()
+            .image_ids(image_id)
+            .send()
+            .await
+            .map_err(aws_error)
+        {
+            Ok(output) => Ok(output
+                .images()
+                .iter()
+                .find(|i| i.image_id() == Some(image_id))
+                .map(image_info)),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error),
         }
@@ -153,7 +221,10 @@ impl Images for Ec2Adapter {
             .copy_image_tags(request.copy_source_tags)
             .set_snapshot_copy_completion_duration_minutes(request.completion_duration_minutes)
             .tag_specifications(tag_specification(ResourceType::Image, &request.image_tags))
-            .tag_specifications(tag_specification(ResourceType::Snapshot, &request.snapshot_tags))
+            .tag_specifications(tag_specification(
+                ResourceType::Snapshot,
+                &request.snapshot_tags,
+            ))
             .send()
             .await
             .map_err(aws_error)?;
@@ -161,12 +232,25 @@ impl Images for Ec2Adapter {
     }
 
     async fn deregister_image(&self, region: &str, image_id: &str) -> AwsResult<()> {
-        self.clients.get(region).deregister_image().image_id(image_id).send().await.map_err(aws_error)?;
+        self.clients
+            .get(region)
+            .deregister_image()
+            .image_id(image_id)
+            .send()
+            .await
+            .map_err(aws_error)?;
         Ok(())
     }
 
     async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>> {
-        let mut pages = self.clients.get(region).describe_images().owners("self").set_filters(Some(tag_filters(tags))).into_paginator().send();
+        let mut pages = self
+            .clients
+            .get(region)
+            .describe_images()
+            .owners("self")
+            .set_filters(Some(tag_filters(tags)))
+            .into_paginator()
+            .send();
         let mut found = vec![];
         while let Some(page) = pages.next().await {
             found.extend(page.map_err(aws_error)?.images().iter().map(image_info));
@@ -177,18 +261,31 @@ impl Images for Ec2Adapter {
 
 #[async_trait]
 impl Snapshots for Ec2Adapter {
-    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<SnapshotInfo>> {
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> AwsResult<Vec<SnapshotInfo>> {
         if snapshot_ids.is_empty() {
             return Ok(vec![]);
         }
         let client = self.clients.get(region);
-        match client.describe_snapshots().set_snapshot_ids(Some(snapshot_ids.to_vec())).send().await.map_err(aws_error) {
+        match client
+            .describe_snapshots()
+            .set_snapshot_ids(Some(snapshot_ids.to_vec()))
+            .send()
+            .await
+            .map_err(aws_error)
+        {
             Ok(output) => Ok(output.snapshots().iter().map(snapshot_info).collect()),
             // One unknown id fails the whole call; ask one by one to learn which exist.
             Err(error) if error.is_not_found() && snapshot_ids.len() > 1 => {
                 let mut found = vec![];
                 for id in snapshot_ids {
-                    found.extend(self.describe_snapshots(region, std::slice::from_ref(id)).await?);
+                    found.extend(
+                        self.describe_snapshots(region, std::slice::from_ref(id))
+                            .await?,
+                    );
                 }
                 Ok(found)
             }
@@ -197,16 +294,36 @@ impl Snapshots for Ec2Adapter {
         }
     }
 
-    async fn find_snapshots_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<SnapshotInfo>> {
-        let mut request = self.clients.get(region).describe_snapshots().owner_ids("self").set_filters(Some(tag_filters(tags))).into_paginator().send();
+    async fn find_snapshots_tagged(
+        &self,
+        region: &str,
+        tags: &[Tag],
+    ) -> AwsResult<Vec<SnapshotInfo>> {
+        let mut request = self
+            .clients
+            .get(region)
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(tag_filters(tags)))
+            .into_paginator()
+            .send();
         let mut found = vec![];
         while let Some(page) = request.next().await {
-            found.extend(page.map_err(aws_error)?.snapshots().iter().map(snapshot_info));
+            found.extend(
+                page.map_err(aws_error)?
+                    .snapshots()
+                    .iter()
+                    .map(snapshot_info),
+            );
         }
         Ok(found)
     }
 
-    async fn copy_snapshot(&self, region: &str, request: &CopySnapshotRequest) -> AwsResult<String> {
+    async fn copy_snapshot(
+        &self,
+        region: &str,
+        request: &CopySnapshotRequest,
+    ) -> AwsResult<String> {
         let output = self
             .clients
             .get(region)
@@ -216,7 +333,11 @@ impl Snapshots for Ec2Adapter {
             .description(&request.description)
             .encrypted(true)
             .kms_key_id(&request.kms_key_arn)
-            .set_completion_duration_minutes(request.completion_duration_minutes.and_then(|m| i32::try_from(m).ok()))
+            .set_completion_duration_minutes(
+                request
+                    .completion_duration_minutes
+                    .and_then(|m| i32::try_from(m).ok()),
+            )
             .tag_specifications(tag_specification(ResourceType::Snapshot, &request.tags))
             .send()
             .await
@@ -225,14 +346,25 @@ impl Snapshots for Ec2Adapter {
     }
 
     async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()> {
-        self.clients.get(region).delete_snapshot().snapshot_id(snapshot_id).send().await.map_err(aws_error)?;
+        self.clients
+            .get(region)
+            .delete_snapshot()
+            .snapshot_id(snapshot_id)
+            .send()
+            .await
+            .map_err(aws_error)?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl Tagging for Ec2Adapter {
-    async fn create_tags(&self, region: &str, resource_ids: &[String], tags: &[Tag]) -> AwsResult<()> {
+    async fn create_tags(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        tags: &[Tag],
+    ) -> AwsResult<()> {
         self.clients
             .get(region)
             .create_tags()
@@ -248,28 +380,79 @@ impl Tagging for Ec2Adapter {
 #[async_trait]
 impl FastRestore for Ec2Adapter {
     async fn availability_zones(&self, region: &str) -> AwsResult<Vec<String>> {
-        let output = self.clients.get(region).describe_availability_zones().send().await.map_err(aws_error)?;
-        Ok(output.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect())
+        let output = self
+            .clients
+            .get(region)
+            .describe_availability_zones()
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(output
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(str::to_string))
+            .collect())
     }
 
-    async fn enable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange> {
-        fsr_call!(self, region, enable_fast_snapshot_restores, snapshot_ids, zones)
+    async fn enable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange> {
+        fsr_call!(
+            self,
+            region,
+            enable_fast_snapshot_restores,
+            snapshot_ids,
+            zones
+        )
     }
 
-    async fn disable(&self, region: &str, snapshot_ids: &[String], zones: &[String]) -> AwsResult<FsrChange> {
-        fsr_call!(self, region, disable_fast_snapshot_restores, snapshot_ids, zones)
+    async fn disable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange> {
+        fsr_call!(
+            self,
+            region,
+            disable_fast_snapshot_restores,
+            snapshot_ids,
+            zones
+        )
     }
 
     async fn describe(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<FsrState>> {
-        let filters = (!snapshot_ids.is_empty()).then(|| vec![Filter::builder().name("snapshot-id").set_values(Some(snapshot_ids.to_vec())).build()]);
-        let mut pages = self.clients.get(region).describe_fast_snapshot_restores().set_filters(filters).into_paginator().send();
+        let filters = (!snapshot_ids.is_empty()).then(|| {
+            vec![Filter::builder()
+                .name("snapshot-id")
+                .set_values(Some(snapshot_ids.to_vec()))
+                .build()]
+        });
+        let mut pages = self
+            .clients
+            .get(region)
+            .describe_fast_snapshot_restores()
+            .set_filters(filters)
+            .into_paginator()
+            .send();
         let mut states = vec![];
         while let Some(page) = pages.next().await {
-            states.extend(page.map_err(aws_error)?.fast_snapshot_restores().iter().map(|item| FsrState {
-                snapshot_id: item.snapshot_id().unwrap_or_default().to_string(),
-                availability_zone: item.availability_zone().unwrap_or_default().to_string(),
-                state: item.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            }));
+            states.extend(
+                page.map_err(aws_error)?
+                    .fast_snapshot_restores()
+                    .iter()
+                    .map(|item| FsrState {
+                        snapshot_id: item.snapshot_id().unwrap_or_default().to_string(),
+                        availability_zone: item.availability_zone().unwrap_or_default().to_string(),
+                        state: item
+                            .state()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    }),
+            );
         }
         Ok(states)
     }
@@ -285,7 +468,10 @@ mod tests {
     use aws_smithy_types::error::ErrorMetadata;
 
     fn tags_of(spec: &TagSpecification) -> Vec<(String, String)> {
-        spec.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect()
+        spec.tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect()
     }
 
     fn copy_image_request() -> CopyImageRequest {
@@ -308,21 +494,40 @@ mod tests {
         let rule = mock!(Client::copy_image)
             .match_requests(|req| {
                 let specs = req.tag_specifications();
-                let image = specs.iter().find(|s| s.resource_type() == Some(&ResourceType::Image));
-                let snapshot = specs.iter().find(|s| s.resource_type() == Some(&ResourceType::Snapshot));
+                let image = specs
+                    .iter()
+                    .find(|s| s.resource_type() == Some(&ResourceType::Image));
+                let snapshot = specs
+                    .iter()
+                    .find(|s| s.resource_type() == Some(&ResourceType::Snapshot));
                 req.encrypted() == Some(true)
                     && req.kms_key_id() == Some("arn:aws:kms:us-west-2:111122223333:key/k1")
                     && req.client_token() == Some("ferry-token")
                     && req.source_region() == Some("us-east-1")
                     && req.copy_image_tags() == Some(true)
                     && req.snapshot_copy_completion_duration_minutes() == Some(30)
-                    && image.map(tags_of) == Some(vec![("ferry:source-id".into(), "ami-0123456789abcdef0".into())])
-                    && snapshot.map(tags_of) == Some(vec![("ferry:managed-by".into(), "ferry".into())])
+                    && image.map(tags_of)
+                        == Some(vec![(
+                            "ferry:source-id".into(),
+                            "ami-0123456789abcdef0".into(),
+                        )])
+                    && snapshot.map(tags_of)
+                        == Some(vec![("ferry:managed-by".into(), "ferry".into())])
             })
-            .then_output(|| CopyImageOutput::builder().image_id("ami-0fedcba9876543210").build());
+            .then_output(|| {
+                CopyImageOutput::builder()
+                    .image_id("ami-0fedcba9876543210")
+                    .build()
+            });
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let adapter = Ec2Adapter::with_clients(move |_| client.clone());
-        assert_eq!(adapter.copy_image("us-west-2", &copy_image_request()).await.unwrap(), "ami-0fedcba9876543210");
+        assert_eq!(
+            adapter
+                .copy_image("us-west-2", &copy_image_request())
+                .await
+                .unwrap(),
+            "ami-0fedcba9876543210"
+        );
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -337,9 +542,14 @@ mod tests {
                     && req.completion_duration_minutes() == Some(15)
                     && specs.len() == 1
                     && specs[0].resource_type() == Some(&ResourceType::Snapshot)
-                    && tags_of(&specs[0]) == vec![("ferry:managed-by".to_string(), "ferry".to_string())]
+                    && tags_of(&specs[0])
+                        == vec![("ferry:managed-by".to_string(), "ferry".to_string())]
             })
-            .then_output(|| CopySnapshotOutput::builder().snapshot_id("snap-0fedcba9876543210").build());
+            .then_output(|| {
+                CopySnapshotOutput::builder()
+                    .snapshot_id("snap-0fedcba9876543210")
+                    .build()
+            });
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let adapter = Ec2Adapter::with_clients(move |_| client.clone());
         let request = CopySnapshotRequest {
@@ -350,38 +560,70 @@ mod tests {
             completion_duration_minutes: Some(15),
             tags: vec![Tag::new("ferry:managed-by", "ferry")],
         };
-        assert_eq!(adapter.copy_snapshot("us-west-2", &request).await.unwrap(), "snap-0fedcba9876543210");
+        assert_eq!(
+            adapter.copy_snapshot("us-west-2", &request).await.unwrap(),
+            "snap-0fedcba9876543210"
+        );
     }
 
     #[tokio::test]
     async fn an_unknown_image_is_none_and_throttling_is_reported_as_such() {
-        let missing = mock!(Client::describe_images).match_requests(|req| req.image_ids() == ["ami-00000000"]).then_error(|| {
-            aws_sdk_ec2::operation::describe_images::DescribeImagesError::generic(
-                ErrorMetadata::builder().code("InvalidAMIID.NotFound").message("The image id '[ami-00000000]' does not exist").build(),
-            )
-        });
+        let missing = mock!(Client::describe_images)
+            .match_requests(|req| req.image_ids() == ["ami-00000000"])
+            .then_error(|| {
+                aws_sdk_ec2::operation::describe_images::DescribeImagesError::generic(
+                    ErrorMetadata::builder()
+                        .code("InvalidAMIID.NotFound")
+                        .message("The image id '[ami-00000000]' does not exist")
+                        .build(),
+                )
+            });
         let throttled = mock!(Client::describe_images).then_error(|| {
             aws_sdk_ec2::operation::describe_images::DescribeImagesError::generic(
-                ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+                ErrorMetadata::builder()
+                    .code("RequestLimitExceeded")
+                    .message("Request limit exceeded.")
+                    .build(),
             )
         });
-        let found = mock!(Client::describe_images).then_output(|| DescribeImagesOutput::builder().build());
-        let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&missing, &throttled, &found]);
+        let found =
+            mock!(Client::describe_images).then_output(|| DescribeImagesOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&missing, &throttled, &found]
+        );
         let adapter = Ec2Adapter::with_clients(move |_| client.clone());
-        assert_eq!(adapter.describe_image("us-east-1", "ami-00000000").await.unwrap(), None);
-        let error = adapter.describe_image("us-east-1", "ami-11111111").await.unwrap_err();
-        assert!(matches!(error, crate::ports::AwsError::Throttled { .. }), "{error:?}");
+        assert_eq!(
+            adapter
+                .describe_image("us-east-1", "ami-00000000")
+                .await
+                .unwrap(),
+            None
+        );
+        let error = adapter
+            .describe_image("us-east-1", "ami-11111111")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, crate::ports::AwsError::Throttled { .. }),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
     async fn enable_fsr_asks_per_snapshot_and_zone_and_reads_each_zone_failure() {
         use aws_sdk_ec2::operation::enable_fast_snapshot_restores::EnableFastSnapshotRestoresOutput;
         use aws_sdk_ec2::types::{
-            EnableFastSnapshotRestoreErrorItem, EnableFastSnapshotRestoreStateError, EnableFastSnapshotRestoreStateErrorItem,
-            EnableFastSnapshotRestoreSuccessItem, FastSnapshotRestoreStateCode,
+            EnableFastSnapshotRestoreErrorItem, EnableFastSnapshotRestoreStateError,
+            EnableFastSnapshotRestoreStateErrorItem, EnableFastSnapshotRestoreSuccessItem,
+            FastSnapshotRestoreStateCode,
         };
         let rule = mock!(Client::enable_fast_snapshot_restores)
-            .match_requests(|req| req.source_snapshot_ids() == ["snap-1", "snap-2"] && req.availability_zones() == ["us-west-2a"])
+            .match_requests(|req| {
+                req.source_snapshot_ids() == ["snap-1", "snap-2"]
+                    && req.availability_zones() == ["us-west-2a"]
+            })
             .then_output(|| {
                 EnableFastSnapshotRestoresOutput::builder()
                     .successful(
@@ -397,7 +639,12 @@ mod tests {
                             .fast_snapshot_restore_state_errors(
                                 EnableFastSnapshotRestoreStateErrorItem::builder()
                                     .availability_zone("us-west-2a")
-                                    .error(EnableFastSnapshotRestoreStateError::builder().code("FastSnapshotRestoreLimitExceeded").message("quota").build())
+                                    .error(
+                                        EnableFastSnapshotRestoreStateError::builder()
+                                            .code("FastSnapshotRestoreLimitExceeded")
+                                            .message("quota")
+                                            .build(),
+                                    )
                                     .build(),
                             )
                             .build(),
@@ -406,9 +653,29 @@ mod tests {
             });
         let client = mock_client!(aws_sdk_ec2, [&rule]);
         let adapter = Ec2Adapter::with_clients(move |_| client.clone());
-        let change = adapter.enable("us-west-2", &["snap-1".into(), "snap-2".into()], &["us-west-2a".into()]).await.unwrap();
-        assert_eq!(change.succeeded, vec![FsrState { snapshot_id: "snap-1".into(), availability_zone: "us-west-2a".into(), state: "enabling".into() }]);
+        let change = adapter
+            .enable(
+                "us-west-2",
+                &["snap-1".into(), "snap-2".into()],
+                &["us-west-2a".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            change.succeeded,
+            vec![FsrState {
+                snapshot_id: "snap-1".into(),
+                availability_zone: "us-west-2a".into(),
+                state: "enabling".into()
+            }]
+        );
         assert_eq!(change.failed.len(), 1);
-        assert_eq!((change.failed[0].snapshot_id.as_str(), change.failed[0].code.as_str()), ("snap-2", "FastSnapshotRestoreLimitExceeded"));
+        assert_eq!(
+            (
+                change.failed[0].snapshot_id.as_str(),
+                change.failed[0].code.as_str()
+            ),
+            ("snap-2", "FastSnapshotRestoreLimitExceeded")
+        );
     }
 }

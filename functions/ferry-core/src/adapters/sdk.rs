@@ -14,8 +14,14 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::ports::AwsError;
 
 /// Error codes AWS uses for throttling, across EC2, KMS and EventBridge.
-const THROTTLING_CODES: [&str; 6] =
-    ["RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException", "SlowDown"];
+const THROTTLING_CODES: [&str; 6] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "ThrottledException",
+    "SlowDown",
+];
 
 /// How the SDK retries. Standard mode retries throttling and 5xx/transient errors with
 /// exponential backoff and full jitter; ferry only sees what is left after these attempts.
@@ -44,7 +50,10 @@ pub async fn load_sdk_config(settings: &SdkSettings) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config(settings))
         .timeout_config(
-            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(settings.attempt_timeout).build(),
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(settings.attempt_timeout)
+                .build(),
         )
         .load()
         .await
@@ -65,12 +74,21 @@ pub struct Regional<C> {
 
 impl<C: Clone> Regional<C> {
     pub fn new(make: impl Fn(&str) -> C + Send + Sync + 'static) -> Self {
-        Regional { make: Box::new(make), clients: Mutex::new(HashMap::new()) }
+        Regional {
+            make: Box::new(make),
+            clients: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, region: &str) -> C {
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients.entry(region.to_string()).or_insert_with(|| (self.make)(region)).clone()
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| (self.make)(region))
+            .clone()
     }
 }
 

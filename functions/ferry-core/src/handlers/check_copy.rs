@@ -21,37 +21,65 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let region = document.destination.region.clone();
 
     let image = match kind {
-        SourceKind::Image => deps.images.describe_image(&region, &copy.destination_id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?,
+        SourceKind::Image => deps
+            .images
+            .describe_image(&region, &copy.destination_id)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?,
         SourceKind::Snapshot => None,
     };
     let snapshot_ids: Vec<String> = match &image {
-        Some(image) => image.snapshots.iter().map(|s| s.snapshot_id.clone()).collect(),
+        Some(image) => image
+            .snapshots
+            .iter()
+            .map(|s| s.snapshot_id.clone())
+            .collect(),
         None if kind == SourceKind::Snapshot => vec![copy.destination_id.clone()],
         None => vec![],
     };
-    let snapshots = deps.snapshots.describe_snapshots(&region, &snapshot_ids).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let snapshots = deps
+        .snapshots
+        .describe_snapshots(&region, &snapshot_ids)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
     let reading = match (&image, kind) {
         (Some(image), _) => read_image(image, &snapshots),
         (None, SourceKind::Snapshot) if !snapshots.is_empty() => read_snapshots(&snapshots),
-        _ => CopyReading { status: CopyStatus::Failed, progress_percent: None, failure: Some(format!("{} no longer exists in {region}", copy.destination_id)) },
+        _ => CopyReading {
+            status: CopyStatus::Failed,
+            progress_percent: None,
+            failure: Some(format!(
+                "{} no longer exists in {region}",
+                copy.destination_id
+            )),
+        },
     };
 
     let elapsed = deps.clock.now().saturating_sub(copy.started_at);
     copy.status = reading.status;
     copy.checks += 1;
     copy.progress = reading.progress_percent.map(|p| format!("{p}%"));
-    copy.next_check_seconds =
-        if reading.status == CopyStatus::Pending { next_check_seconds(elapsed, reading.progress_percent, deps.config.poll) } else { 0 };
+    copy.next_check_seconds = if reading.status == CopyStatus::Pending {
+        next_check_seconds(elapsed, reading.progress_percent, deps.config.poll)
+    } else {
+        0
+    };
     if let Some(failure) = reading.failure {
         let key = destination_key_state(deps, &document).await;
         let next = document.options.attempt.unwrap_or(1) + 1;
-        copy.failure = Some(format!("{}. Fix the cause, then rerun with options.attempt = {next}", explain_failure(failure, key.as_ref())));
+        copy.failure = Some(format!(
+            "{}. Fix the cause, then rerun with options.attempt = {next}",
+            explain_failure(failure, key.as_ref())
+        ));
     }
     if let Some(id) = document.replication_id.clone() {
         if copy.status == CopyStatus::Failed {
             copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
         } else if copy.status == CopyStatus::Completed {
-            if let Some(canonical) = canonical_copy(deps, &region, &id, kind).await?.filter(|c| *c != copy.destination_id) {
+            if let Some(canonical) = canonical_copy(deps, &region, &id, kind)
+                .await?
+                .filter(|c| *c != copy.destination_id)
+            {
                 // Deliveries that started at the same instant each made a copy: every execution
                 // keeps the earliest, and a duplicate removes its own.
                 warn!(replication_id = %id, duplicate = %copy.destination_id, kept = %canonical, "duplicate copy: keeping the earliest");
@@ -69,7 +97,10 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
 
 /// The destination key as KMS describes it now, to explain a failed copy. Best effort: the copy
 /// has failed either way, so a key that cannot be described leaves AWS's words alone.
-async fn destination_key_state(deps: &Deps, document: &Replication) -> Option<crate::ports::KeyInfo> {
+async fn destination_key_state(
+    deps: &Deps,
+    document: &Replication,
+) -> Option<crate::ports::KeyInfo> {
     describe_destination_key(deps, document)
         .await
         .inspect_err(|error| warn!(%error, "destination key could not be described to explain the failed copy"))
@@ -78,7 +109,12 @@ async fn destination_key_state(deps: &Deps, document: &Replication) -> Option<cr
 
 /// The copy every execution of this replication keeps: the earliest created (ties: the lowest id)
 /// of its copies that are not failed.
-async fn canonical_copy(deps: &Deps, region: &str, replication_id: &str, kind: SourceKind) -> Result<Option<String>, FerryError> {
+async fn canonical_copy(
+    deps: &Deps,
+    region: &str,
+    replication_id: &str,
+    kind: SourceKind,
+) -> Result<Option<String>, FerryError> {
     let ownership = ownership_tags(replication_id);
     let copies: Vec<(Option<String>, String)> = match kind {
         SourceKind::Image => deps
@@ -105,19 +141,31 @@ async fn canonical_copy(deps: &Deps, region: &str, replication_id: &str, kind: S
 
 /// Deregisters the failed image and deletes its snapshots, each only if its own tags say this
 /// replication made it. Returns what was removed.
-async fn clean_up(deps: &Deps, region: &str, replication_id: &str, image: Option<&ImageInfo>, snapshots: &[SnapshotInfo]) -> Result<Vec<String>, FerryError> {
+async fn clean_up(
+    deps: &Deps,
+    region: &str,
+    replication_id: &str,
+    image: Option<&ImageInfo>,
+    snapshots: &[SnapshotInfo],
+) -> Result<Vec<String>, FerryError> {
     let mut removed = vec![];
     if let Some(image) = image {
         if !owned_by_replication(&image.tags, replication_id) {
             warn!(image_id = %image.image_id, "failed copy is not tagged as this replication's: left alone");
             return Ok(removed);
         }
-        deps.images.deregister_image(region, &image.image_id).await.map_err(|e| aws_failure("ec2:DeregisterImage", e))?;
+        deps.images
+            .deregister_image(region, &image.image_id)
+            .await
+            .map_err(|e| aws_failure("ec2:DeregisterImage", e))?;
         removed.push(image.image_id.clone());
     }
     for snapshot in snapshots {
         if owned_by_replication(&snapshot.tags, replication_id) {
-            deps.snapshots.delete_snapshot(region, &snapshot.snapshot_id).await.map_err(|e| aws_failure("ec2:DeleteSnapshot", e))?;
+            deps.snapshots
+                .delete_snapshot(region, &snapshot.snapshot_id)
+                .await
+                .map_err(|e| aws_failure("ec2:DeleteSnapshot", e))?;
             removed.push(snapshot.snapshot_id.clone());
         } else {
             warn!(snapshot_id = %snapshot.snapshot_id, "snapshot is not tagged as this replication's: left alone");

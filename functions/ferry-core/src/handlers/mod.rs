@@ -22,7 +22,11 @@ pub enum Step {
 }
 
 /// Runs one step's handler on a JSON document, as its Lambda would, and returns its JSON output.
-pub async fn run_step(step: Step, deps: &Deps, input: &serde_json::Value) -> Result<serde_json::Value, FerryError> {
+pub async fn run_step(
+    step: Step,
+    deps: &Deps,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value, FerryError> {
     let input = input.clone();
     let output = match step {
         Step::StartCopy => start_copy::handle(deps, input).await?,
@@ -35,24 +39,47 @@ pub async fn run_step(step: Step, deps: &Deps, input: &serde_json::Value) -> Res
 }
 
 /// The destination key as KMS describes it now, in the destination Region.
-pub(crate) async fn describe_destination_key(deps: &Deps, document: &crate::document::Replication) -> Result<crate::ports::KeyInfo, FerryError> {
-    let (reference, region) = (&document.destination.kms_key_id, &document.destination.region);
-    deps.keys.describe_key(region, reference).await.map_err(|error| {
-        if error.is_not_found() {
-            FerryError::KeyNotFound { key: reference.clone(), region: region.clone() }
-        } else {
-            aws_failure("kms:DescribeKey", error)
-        }
-    })
+pub(crate) async fn describe_destination_key(
+    deps: &Deps,
+    document: &crate::document::Replication,
+) -> Result<crate::ports::KeyInfo, FerryError> {
+    let (reference, region) = (
+        &document.destination.kms_key_id,
+        &document.destination.region,
+    );
+    deps.keys
+        .describe_key(region, reference)
+        .await
+        .map_err(|error| {
+            if error.is_not_found() {
+                FerryError::KeyNotFound {
+                    key: reference.clone(),
+                    region: region.clone(),
+                }
+            } else {
+                aws_failure("kms:DescribeKey", error)
+            }
+        })
 }
 
 /// Every requested Availability Zone must be one of the Region's own.
-pub(crate) async fn check_zones(deps: &Deps, region: &str, requested: &[String]) -> Result<(), FerryError> {
-    let zones = deps.fast_restore.availability_zones(region).await.map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;
+pub(crate) async fn check_zones(
+    deps: &Deps,
+    region: &str,
+    requested: &[String],
+) -> Result<(), FerryError> {
+    let zones = deps
+        .fast_restore
+        .availability_zones(region)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeAvailabilityZones", e))?;
     match requested.iter().find(|zone| !zones.contains(zone)) {
         Some(zone) => Err(FerryError::invalid(
             "options.fsr.availabilityZones",
-            format!("{zone} is not an Availability Zone of {region} (it has {})", zones.join(", ")),
+            format!(
+                "{zone} is not an Availability Zone of {region} (it has {})",
+                zones.join(", ")
+            ),
         )),
         None => Ok(()),
     }
@@ -61,8 +88,17 @@ pub(crate) async fn check_zones(deps: &Deps, region: &str, requested: &[String])
 /// An AWS failure the step cannot interpret further, named for the state machine.
 pub(crate) fn aws_failure(operation: &str, error: AwsError) -> FerryError {
     match error {
-        AwsError::Throttled { message, .. } => FerryError::Throttled { operation: operation.into(), message },
-        AwsError::Service { code, message } if code == "ResourceLimitExceeded" => FerryError::CopyQuotaExceeded { message },
-        other => FerryError::AwsError { operation: operation.into(), code: other.code().into(), message: other.message().into() },
+        AwsError::Throttled { message, .. } => FerryError::Throttled {
+            operation: operation.into(),
+            message,
+        },
+        AwsError::Service { code, message } if code == "ResourceLimitExceeded" => {
+            FerryError::CopyQuotaExceeded { message }
+        }
+        other => FerryError::AwsError {
+            operation: operation.into(),
+            code: other.code().into(),
+            message: other.message().into(),
+        },
     }
 }

@@ -3,7 +3,9 @@
 use tracing::info;
 
 use crate::deps::Deps;
-use crate::document::{CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot};
+use crate::document::{
+    CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot,
+};
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, check_zones, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
@@ -19,7 +21,12 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         check_zones(deps, &document.destination.region, &fsr.availability_zones).await?;
     }
     document.source_snapshots = inspect_source(deps, &document, kind).await?;
-    let id = replication_id(&document.source.region, document.source_id(), &document.destination.region, &key.arn);
+    let id = replication_id(
+        &document.source.region,
+        document.source_id(),
+        &document.destination.region,
+        &key.arn,
+    );
     let tags = identity_tags(&document, &id, &key.arn);
     let destination_id = match kind {
         SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
@@ -43,31 +50,66 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
 
 async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey, FerryError> {
     let info = describe_destination_key(deps, document).await?;
-    key::check_key(&document.destination.kms_key_id, &document.destination.region, &info)
+    key::check_key(
+        &document.destination.kms_key_id,
+        &document.destination.region,
+        &info,
+    )
 }
 
-async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -> Result<Vec<SourceSnapshot>, FerryError> {
+async fn inspect_source(
+    deps: &Deps,
+    document: &Replication,
+    kind: SourceKind,
+) -> Result<Vec<SourceSnapshot>, FerryError> {
     let (region, id) = (&document.source.region, document.source_id());
-    let not_found = || FerryError::SourceNotFound { region: region.clone(), id: id.into() };
+    let not_found = || FerryError::SourceNotFound {
+        region: region.clone(),
+        id: id.into(),
+    };
     let snapshot_ids: Vec<(Option<String>, String)> = match kind {
         SourceKind::Image => {
-            let image = deps.images.describe_image(region, id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?.ok_or_else(not_found)?;
+            let image = deps
+                .images
+                .describe_image(region, id)
+                .await
+                .map_err(|e| aws_failure("ec2:DescribeImages", e))?
+                .ok_or_else(not_found)?;
             if image.state != "available" {
-                return Err(FerryError::SourceNotReady { id: id.into(), state: image.state, wanted: "available".into() });
+                return Err(FerryError::SourceNotReady {
+                    id: id.into(),
+                    state: image.state,
+                    wanted: "available".into(),
+                });
             }
             if image.root_device_type != "ebs" || image.snapshots.is_empty() {
-                return Err(FerryError::SourceNotEbsBacked { id: id.into(), root_device_type: image.root_device_type });
+                return Err(FerryError::SourceNotEbsBacked {
+                    id: id.into(),
+                    root_device_type: image.root_device_type,
+                });
             }
-            image.snapshots.into_iter().map(|s| (Some(s.device_name), s.snapshot_id)).collect()
+            image
+                .snapshots
+                .into_iter()
+                .map(|s| (Some(s.device_name), s.snapshot_id))
+                .collect()
         }
         SourceKind::Snapshot => vec![(None, id.to_string())],
     };
     let ids: Vec<String> = snapshot_ids.iter().map(|(_, id)| id.clone()).collect();
-    let described = deps.snapshots.describe_snapshots(region, &ids).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let described = deps
+        .snapshots
+        .describe_snapshots(region, &ids)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
     if kind == SourceKind::Snapshot {
         let snapshot = described.first().ok_or_else(not_found)?;
         if snapshot.state != "completed" {
-            return Err(FerryError::SourceNotReady { id: id.into(), state: snapshot.state.clone(), wanted: "completed".into() });
+            return Err(FerryError::SourceNotReady {
+                id: id.into(),
+                state: snapshot.state.clone(),
+                wanted: "completed".into(),
+            });
         }
     }
     Ok(snapshot_ids
@@ -86,11 +128,24 @@ async fn inspect_source(deps: &Deps, document: &Replication, kind: SourceKind) -
 
 /// Reuses a copy of this replication that is pending or available (a retried or duplicate
 /// start); otherwise copies with a ClientToken for this attempt.
-async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, tags: &[Tag]) -> Result<String, FerryError> {
+async fn copy_image(
+    deps: &Deps,
+    document: &Replication,
+    id: &str,
+    key: &ResolvedKey,
+    tags: &[Tag],
+) -> Result<String, FerryError> {
     let region = &document.destination.region;
     let ownership = ownership_tags(id);
-    let existing = deps.images.find_images_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-    if let Some(copy) = existing.iter().find(|i| i.state == "pending" || i.state == "available") {
+    let existing = deps
+        .images
+        .find_images_tagged(region, &ownership)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+    if let Some(copy) = existing
+        .iter()
+        .find(|i| i.state == "pending" || i.state == "available")
+    {
         info!(replication_id = %id, image_id = %copy.image_id, "reusing the existing copy");
         return Ok(copy.image_id.clone());
     }
@@ -99,7 +154,10 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
         source_region: document.source.region.clone(),
         source_image_id: source_image_id.into(),
         name: format!("ferry-{source_image_id}-{id}"),
-        description: format!("ferry replication {id} of {}/{source_image_id}", document.source.region),
+        description: format!(
+            "ferry replication {id} of {}/{source_image_id}",
+            document.source.region
+        ),
         kms_key_arn: key.arn.clone(),
         client_token: client_token(id, document.options.attempt.unwrap_or(1)),
         copy_source_tags: document.options.copy_source_tags.unwrap_or(false),
@@ -117,10 +175,20 @@ async fn copy_image(deps: &Deps, document: &Replication, id: &str, key: &Resolve
 }
 
 /// CopySnapshot has no ClientToken: an existing copy carrying this replication's id is reused.
-async fn copy_snapshot(deps: &Deps, document: &Replication, id: &str, key: &ResolvedKey, mut tags: Vec<Tag>) -> Result<String, FerryError> {
+async fn copy_snapshot(
+    deps: &Deps,
+    document: &Replication,
+    id: &str,
+    key: &ResolvedKey,
+    mut tags: Vec<Tag>,
+) -> Result<String, FerryError> {
     let region = &document.destination.region;
     let ownership = ownership_tags(id);
-    let existing = deps.snapshots.find_snapshots_tagged(region, &ownership).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let existing = deps
+        .snapshots
+        .find_snapshots_tagged(region, &ownership)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
     if let Some(copy) = existing.iter().find(|s| s.state != "error") {
         info!(replication_id = %id, snapshot_id = %copy.snapshot_id, "reusing the existing copy");
         return Ok(copy.snapshot_id.clone());
@@ -129,11 +197,17 @@ async fn copy_snapshot(deps: &Deps, document: &Replication, id: &str, key: &Reso
     tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, &source_snapshot_id));
     let request = CopySnapshotRequest {
         source_region: document.source.region.clone(),
-        description: format!("ferry replication {id} of {}/{source_snapshot_id}", document.source.region),
+        description: format!(
+            "ferry replication {id} of {}/{source_snapshot_id}",
+            document.source.region
+        ),
         source_snapshot_id,
         kms_key_arn: key.arn.clone(),
         completion_duration_minutes: document.options.completion_duration_minutes,
         tags,
     };
-    deps.snapshots.copy_snapshot(region, &request).await.map_err(|e| aws_failure("ec2:CopySnapshot", e))
+    deps.snapshots
+        .copy_snapshot(region, &request)
+        .await
+        .map_err(|e| aws_failure("ec2:CopySnapshot", e))
 }

@@ -18,12 +18,16 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let mut document = Replication::from_json(payload)?;
     let key = document.resolved_key()?.clone();
     let destination_id = document.copy_state()?.destination_id.clone();
-    let verification = document
-        .evidence
-        .verification
+    let verification = document.evidence.verification.clone().ok_or_else(|| {
+        FerryError::invalid(
+            "evidence.verification",
+            "missing: run verify-encryption first; only verified replicas are tagged",
+        )
+    })?;
+    let id = document
+        .replication_id
         .clone()
-        .ok_or_else(|| FerryError::invalid("evidence.verification", "missing: run verify-encryption first; only verified replicas are tagged"))?;
-    let id = document.replication_id.clone().ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
+        .ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
     let region = document.destination.region.clone();
 
     let verified_at = rfc3339(verification.verified_at);
@@ -44,18 +48,38 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         plan.push((snapshot.snapshot_id.clone(), tags));
     }
     for (resource, tags) in &plan {
-        deps.tagging.create_tags(&region, std::slice::from_ref(resource), tags).await.map_err(|e| aws_failure("ec2:CreateTags", e))?;
+        deps.tagging
+            .create_tags(&region, std::slice::from_ref(resource), tags)
+            .await
+            .map_err(|e| aws_failure("ec2:CreateTags", e))?;
     }
     let tagged: Vec<String> = plan.into_iter().map(|(resource, _)| resource).collect();
-    document.evidence.lineage = Some(LineageEvidence { tagged_resources: tagged.clone(), tags: as_map(&common), event_published: true });
-    if evidence_published(&replica_tags(deps, &region, &destination_id).await?, &verified_at) {
+    document.evidence.lineage = Some(LineageEvidence {
+        tagged_resources: tagged.clone(),
+        tags: as_map(&common),
+        event_published: true,
+    });
+    if evidence_published(
+        &replica_tags(deps, &region, &destination_id).await?,
+        &verified_at,
+    ) {
         info!(replication_id = %id, "lineage tagged; evidence of this verification was already published");
         return Ok(document);
     }
-    let detail = serde_json::to_value(&document).map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
-    deps.events.publish(SUCCEEDED, &detail, &tagged).await.map_err(|e| FerryError::PublishFailed { reason: e.to_string() })?;
+    let detail = serde_json::to_value(&document).map_err(|e| FerryError::PublishFailed {
+        reason: e.to_string(),
+    })?;
+    deps.events
+        .publish(SUCCEEDED, &detail, &tagged)
+        .await
+        .map_err(|e| FerryError::PublishFailed {
+            reason: e.to_string(),
+        })?;
     let marker = [Tag::new(lineage::EVIDENCE_PUBLISHED, &verified_at)];
-    deps.tagging.create_tags(&region, std::slice::from_ref(&destination_id), &marker).await.map_err(|e| aws_failure("ec2:CreateTags", e))?;
+    deps.tagging
+        .create_tags(&region, std::slice::from_ref(&destination_id), &marker)
+        .await
+        .map_err(|e| aws_failure("ec2:CreateTags", e))?;
     info!(replication_id = %id, resources = tagged.len(), "lineage tagged and evidence published");
     Ok(document)
 }
@@ -63,10 +87,22 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
 /// The replica's tags as EC2 has them now (none if it is gone: verification just saw it).
 async fn replica_tags(deps: &Deps, region: &str, replica_id: &str) -> Result<Vec<Tag>, FerryError> {
     if replica_id.starts_with("ami-") {
-        let image = deps.images.describe_image(region, replica_id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+        let image = deps
+            .images
+            .describe_image(region, replica_id)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
         Ok(image.map(|image| image.tags).unwrap_or_default())
     } else {
-        let snapshots = deps.snapshots.describe_snapshots(region, &[replica_id.to_string()]).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
-        Ok(snapshots.into_iter().next().map(|snapshot| snapshot.tags).unwrap_or_default())
+        let snapshots = deps
+            .snapshots
+            .describe_snapshots(region, &[replica_id.to_string()])
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+        Ok(snapshots
+            .into_iter()
+            .next()
+            .map(|snapshot| snapshot.tags)
+            .unwrap_or_default())
     }
 }

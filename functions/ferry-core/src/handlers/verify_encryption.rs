@@ -25,7 +25,10 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
                 .describe_image(&region, &destination_id)
                 .await
                 .map_err(|e| aws_failure("ec2:DescribeImages", e))?
-                .ok_or_else(|| FerryError::ReplicaIncomplete { destination_id: destination_id.clone(), reason: format!("not found in {region}") })?,
+                .ok_or_else(|| FerryError::ReplicaIncomplete {
+                    destination_id: destination_id.clone(),
+                    reason: format!("not found in {region}"),
+                })?,
         ),
         SourceKind::Snapshot => None,
     };
@@ -37,12 +40,24 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         Some(image) => image
             .snapshots
             .iter()
-            .map(|d| (d.snapshot_id.clone(), document.source_snapshots.iter().find(|s| s.device_name.as_deref() == Some(d.device_name.as_str()))))
+            .map(|d| {
+                (
+                    d.snapshot_id.clone(),
+                    document
+                        .source_snapshots
+                        .iter()
+                        .find(|s| s.device_name.as_deref() == Some(d.device_name.as_str())),
+                )
+            })
             .collect(),
         None => vec![(destination_id.clone(), document.source_snapshots.first())],
     };
     let ids: Vec<String> = expected.iter().map(|(id, _)| id.clone()).collect();
-    let described = deps.snapshots.describe_snapshots(&region, &ids).await.map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let described = deps
+        .snapshots
+        .describe_snapshots(&region, &ids)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
     let replica = Replica {
         destination_id: &destination_id,
         image: image.as_ref(),
@@ -54,14 +69,22 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     };
     let snapshots = verify(&replica).inspect_err(|error| warn!(destination_id = %destination_id, error = error.name(), "verification failed"))?;
     info!(destination_id = %destination_id, snapshots = snapshots.len(), key_arn = %expected_key_arn, "replica verified");
-    document.evidence.verification =
-        Some(Verification { verified_at: deps.clock.now(), key_arn: expected_key_arn, key_state: key_now.state, snapshots });
+    document.evidence.verification = Some(Verification {
+        verified_at: deps.clock.now(),
+        key_arn: expected_key_arn,
+        key_state: key_now.state,
+        snapshots,
+    });
     Ok(document)
 }
 
 /// The key as it is now. The document's key must still be what the request's key resolves to:
 /// a pasted document cannot redirect verification to another key.
-async fn current_key(deps: &Deps, document: &Replication, expected_key_arn: &str) -> Result<KeyInfo, FerryError> {
+async fn current_key(
+    deps: &Deps,
+    document: &Replication,
+    expected_key_arn: &str,
+) -> Result<KeyInfo, FerryError> {
     let reference = &document.destination.kms_key_id;
     let key = describe_destination_key(deps, document).await?;
     if key.arn != expected_key_arn {
@@ -74,7 +97,18 @@ async fn current_key(deps: &Deps, document: &Replication, expected_key_arn: &str
 }
 
 /// How many EBS snapshots the source has now; the document's count when the source is gone.
-async fn live_source_snapshot_count(deps: &Deps, document: &Replication, source_id: &str) -> Result<usize, FerryError> {
-    let live = deps.images.describe_image(&document.source.region, source_id).await.map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-    Ok(live.map(|image| image.snapshots.len()).unwrap_or(document.source_snapshots.len()).max(document.source_snapshots.len()))
+async fn live_source_snapshot_count(
+    deps: &Deps,
+    document: &Replication,
+    source_id: &str,
+) -> Result<usize, FerryError> {
+    let live = deps
+        .images
+        .describe_image(&document.source.region, source_id)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+    Ok(live
+        .map(|image| image.snapshots.len())
+        .unwrap_or(document.source_snapshots.len())
+        .max(document.source_snapshots.len()))
 }

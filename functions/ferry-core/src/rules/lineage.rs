@@ -31,12 +31,18 @@ pub const MAX_TAG_VALUE_CHARS: usize = 256;
 /// no `aws:` prefix (reserved).
 pub fn check_tag_value(value: &str) -> Result<(), String> {
     if value.chars().count() > MAX_TAG_VALUE_CHARS {
-        return Err(format!("{} characters; tag values hold at most {MAX_TAG_VALUE_CHARS}", value.chars().count()));
+        return Err(format!(
+            "{} characters; tag values hold at most {MAX_TAG_VALUE_CHARS}",
+            value.chars().count()
+        ));
     }
     if value.to_ascii_lowercase().starts_with("aws:") {
         return Err("the aws: prefix is reserved by AWS".into());
     }
-    if let Some(bad) = value.chars().find(|c| !(c.is_alphanumeric() || *c == ' ' || "+-=._:/@".contains(*c))) {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || *c == ' ' || "+-=._:/@".contains(*c)))
+    {
         return Err(format!("character {bad:?} is not allowed in a tag value (letters, digits, spaces and + - = . _ : / @)"));
     }
     Ok(())
@@ -48,28 +54,54 @@ fn hex_digest(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Same (source, destination Region, resolved key) → same id, however the key was named.
-pub fn replication_id(source_region: &str, source_id: &str, destination_region: &str, key_arn: &str) -> String {
-    format!("fr-{}", &hex_digest(&["ferry-v1", source_region, source_id, destination_region, key_arn])[..20])
+pub fn replication_id(
+    source_region: &str,
+    source_id: &str,
+    destination_region: &str,
+    key_arn: &str,
+) -> String {
+    format!(
+        "fr-{}",
+        &hex_digest(&[
+            "ferry-v1",
+            source_region,
+            source_id,
+            destination_region,
+            key_arn
+        ])[..20]
+    )
 }
 
 /// CopyImage ClientToken (≤ 64 ASCII characters), derived from the replication id and attempt.
 pub fn client_token(replication_id: &str, attempt: u32) -> String {
-    format!("ferry-{}", &hex_digest(&["ferry-token-v1", replication_id, &attempt.to_string()])[..48])
+    format!(
+        "ferry-{}",
+        &hex_digest(&["ferry-token-v1", replication_id, &attempt.to_string()])[..48]
+    )
 }
 
 /// The tags that make a resource this replication's own: `ferry:managed-by=ferry` and its id.
 pub fn ownership_tags(replication_id: &str) -> [Tag; 2] {
-    [Tag::new(MANAGED_BY, "ferry"), Tag::new(REPLICATION_ID, replication_id)]
+    [
+        Tag::new(MANAGED_BY, "ferry"),
+        Tag::new(REPLICATION_ID, replication_id),
+    ]
 }
 
 /// Ownership: a resource ferry may delete carries every one of [`ownership_tags`], as read from
 /// the resource itself (never from a document).
 pub fn owned_by_replication(tags: &[Tag], replication_id: &str) -> bool {
-    ownership_tags(replication_id).iter().all(|owned| tags.contains(owned))
+    ownership_tags(replication_id)
+        .iter()
+        .all(|owned| tags.contains(owned))
 }
 
 /// Tags derived only from the replication's identity (source, destination Region, key ARN):
@@ -87,7 +119,12 @@ pub fn identity_tags(document: &Replication, replication_id: &str, key_arn: &str
 }
 
 /// The full lineage every verified replica carries: identity, plus the alias and batch as named.
-pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str, alias: Option<&str>) -> Vec<Tag> {
+pub fn lineage_tags(
+    document: &Replication,
+    replication_id: &str,
+    key_arn: &str,
+    alias: Option<&str>,
+) -> Vec<Tag> {
     let mut tags = identity_tags(document, replication_id, key_arn);
     if let Some(alias) = alias {
         tags.push(Tag::new(KEY_ALIAS, alias));
@@ -95,7 +132,11 @@ pub fn lineage_tags(document: &Replication, replication_id: &str, key_arn: &str,
     if let Some(batch) = &document.options.batch {
         tags.push(Tag::new(BATCH, batch));
     }
-    if let Some(execution) = document.execution_id.as_deref().filter(|e| e.len() <= MAX_TAG_VALUE_CHARS) {
+    if let Some(execution) = document
+        .execution_id
+        .as_deref()
+        .filter(|e| e.len() <= MAX_TAG_VALUE_CHARS)
+    {
         tags.push(Tag::new(EXECUTION_ID, execution));
     }
     tags
@@ -108,7 +149,9 @@ pub fn evidence_published(tags: &[Tag], verified_at: &str) -> bool {
 }
 
 pub fn as_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().map(|tag| (tag.key.clone(), tag.value.clone())).collect()
+    tags.iter()
+        .map(|tag| (tag.key.clone(), tag.value.clone()))
+        .collect()
 }
 
 /// RFC 3339 UTC time for a Unix second (days-from-civil inverse, no calendar crate needed).
@@ -118,11 +161,16 @@ pub fn rfc3339(unix_seconds: u64) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
@@ -140,13 +188,26 @@ mod tests {
     #[test]
     fn the_same_replication_gets_the_same_id_and_token() {
         let a = replication_id("us-east-1", "ami-1", "us-west-2", "arn:k");
-        assert_eq!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:k"));
-        assert_ne!(a, replication_id("us-east-1", "ami-1", "us-west-2", "arn:other"));
-        assert_ne!(a, replication_id("us-east-1", "ami-1", "eu-west-1", "arn:k"));
+        assert_eq!(
+            a,
+            replication_id("us-east-1", "ami-1", "us-west-2", "arn:k")
+        );
+        assert_ne!(
+            a,
+            replication_id("us-east-1", "ami-1", "us-west-2", "arn:other")
+        );
+        assert_ne!(
+            a,
+            replication_id("us-east-1", "ami-1", "eu-west-1", "arn:k")
+        );
         let token = client_token(&a, 1);
         assert!(token.len() <= 64 && token.is_ascii());
         assert_eq!(token, client_token(&a, 1));
-        assert_ne!(token, client_token(&a, 2), "a rerun after a failed copy gets a new token");
+        assert_ne!(
+            token,
+            client_token(&a, 2),
+            "a rerun after a failed copy gets a new token"
+        );
     }
 
     #[test]
@@ -157,22 +218,44 @@ mod tests {
             "options": {"batch": "nightly"}
         }))
         .unwrap();
-        let tags = lineage_tags(&document, "fr-1", "arn:aws:kms:us-west-2:111122223333:key/k", Some("alias/prod"));
+        let tags = lineage_tags(
+            &document,
+            "fr-1",
+            "arn:aws:kms:us-west-2:111122223333:key/k",
+            Some("alias/prod"),
+        );
         let map = as_map(&tags);
         assert_eq!(map[MANAGED_BY], "ferry");
         assert_eq!(map[SOURCE_ID], "ami-0123456789abcdef0");
         assert_eq!(map[BATCH], "nightly");
         assert_eq!(map[KEY_ALIAS], "alias/prod");
-        assert!(tags.iter().all(|t| t.key.starts_with(NAMESPACE) && t.key.len() <= 128 && check_tag_value(&t.value).is_ok()));
+        assert!(tags.iter().all(|t| t.key.starts_with(NAMESPACE)
+            && t.key.len() <= 128
+            && check_tag_value(&t.value).is_ok()));
     }
 
     #[test]
     fn only_resources_tagged_as_this_replications_are_owned() {
-        let ours = [Tag::new(MANAGED_BY, "ferry"), Tag::new(REPLICATION_ID, "fr-1")];
+        let ours = [
+            Tag::new(MANAGED_BY, "ferry"),
+            Tag::new(REPLICATION_ID, "fr-1"),
+        ];
         assert!(owned_by_replication(&ours, "fr-1"));
-        assert!(!owned_by_replication(&ours, "fr-2"), "another replication's copy");
-        assert!(!owned_by_replication(&ours[1..], "fr-1"), "no ownership tag");
-        assert!(!owned_by_replication(&[Tag::new(MANAGED_BY, "someone"), Tag::new(REPLICATION_ID, "fr-1")], "fr-1"));
+        assert!(
+            !owned_by_replication(&ours, "fr-2"),
+            "another replication's copy"
+        );
+        assert!(
+            !owned_by_replication(&ours[1..], "fr-1"),
+            "no ownership tag"
+        );
+        assert!(!owned_by_replication(
+            &[
+                Tag::new(MANAGED_BY, "someone"),
+                Tag::new(REPLICATION_ID, "fr-1")
+            ],
+            "fr-1"
+        ));
         assert!(!owned_by_replication(&[], "fr-1"), "an untagged look-alike");
     }
 
@@ -185,9 +268,15 @@ mod tests {
 
     #[test]
     fn evidence_counts_as_published_only_for_the_same_verification() {
-        let tags = [Tag::new(MANAGED_BY, "ferry"), Tag::new(EVIDENCE_PUBLISHED, "2026-11-18T11:06:40Z")];
+        let tags = [
+            Tag::new(MANAGED_BY, "ferry"),
+            Tag::new(EVIDENCE_PUBLISHED, "2026-11-18T11:06:40Z"),
+        ];
         assert!(evidence_published(&tags, "2026-11-18T11:06:40Z"));
-        assert!(!evidence_published(&tags, "2026-11-19T08:00:00Z"), "a new verification is new evidence");
+        assert!(
+            !evidence_published(&tags, "2026-11-19T08:00:00Z"),
+            "a new verification is new evidence"
+        );
         assert!(!evidence_published(&tags[..1], "2026-11-18T11:06:40Z"));
     }
 }

@@ -9,13 +9,20 @@ pub struct PollBounds {
 
 impl Default for PollBounds {
     fn default() -> Self {
-        PollBounds { min_seconds: 30, max_seconds: 900 }
+        PollBounds {
+            min_seconds: 30,
+            max_seconds: 900,
+        }
     }
 }
 
 /// A quarter of the elapsed time (so the detection lag stays under 25 % of the copy's duration),
 /// shortened to the estimated time left when AWS reports progress, within the bounds.
-pub fn next_check_seconds(elapsed_seconds: u64, progress_percent: Option<u32>, bounds: PollBounds) -> u64 {
+pub fn next_check_seconds(
+    elapsed_seconds: u64,
+    progress_percent: Option<u32>,
+    bounds: PollBounds,
+) -> u64 {
     let mut wait = elapsed_seconds / 4;
     if let Some(done) = progress_percent.filter(|p| (1..100).contains(p)) {
         let remaining = elapsed_seconds * u64::from(100 - done) / u64::from(done);
@@ -26,7 +33,12 @@ pub fn next_check_seconds(elapsed_seconds: u64, progress_percent: Option<u32>, b
 
 /// Parses AWS's snapshot progress ("37%").
 pub fn parse_progress(progress: &str) -> Option<u32> {
-    progress.trim().trim_end_matches('%').parse().ok().filter(|p| *p <= 100)
+    progress
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .ok()
+        .filter(|p| *p <= 100)
 }
 
 #[cfg(test)]
@@ -61,7 +73,10 @@ mod tests {
         assert!(checks <= 30, "{checks} checks");
         assert!(lag <= 900, "{lag} s lag");
         let (short_checks, short_lag) = simulate(5 * 60);
-        assert!(short_checks <= 10 && short_lag <= 75, "{short_checks} checks, {short_lag} s lag");
+        assert!(
+            short_checks <= 10 && short_lag <= 75,
+            "{short_checks} checks, {short_lag} s lag"
+        );
     }
 
     #[test]

@@ -14,35 +14,75 @@ pub struct CopyReading {
 }
 
 fn failed(message: String) -> CopyReading {
-    CopyReading { status: CopyStatus::Failed, progress_percent: None, failure: Some(message) }
+    CopyReading {
+        status: CopyStatus::Failed,
+        progress_percent: None,
+        failure: Some(message),
+    }
 }
 
 /// Reads a snapshot copy (or an image copy's snapshots) as pending, completed or failed.
 pub fn read_snapshots(snapshots: &[SnapshotInfo]) -> CopyReading {
-    if let Some(broken) = snapshots.iter().find(|s| s.state != "pending" && s.state != "completed") {
-        let message = broken.state_message.clone().unwrap_or_else(|| "no StateMessage given".into());
-        return failed(format!("snapshot {} is {}: {message}", broken.snapshot_id, broken.state));
+    if let Some(broken) = snapshots
+        .iter()
+        .find(|s| s.state != "pending" && s.state != "completed")
+    {
+        let message = broken
+            .state_message
+            .clone()
+            .unwrap_or_else(|| "no StateMessage given".into());
+        return failed(format!(
+            "snapshot {} is {}: {message}",
+            broken.snapshot_id, broken.state
+        ));
     }
-    let progress = snapshots.iter().filter_map(|s| s.progress.as_deref().and_then(parse_progress)).min();
-    let status = if snapshots.iter().all(|s| s.state == "completed") { CopyStatus::Completed } else { CopyStatus::Pending };
-    CopyReading { status, progress_percent: progress, failure: None }
+    let progress = snapshots
+        .iter()
+        .filter_map(|s| s.progress.as_deref().and_then(parse_progress))
+        .min();
+    let status = if snapshots.iter().all(|s| s.state == "completed") {
+        CopyStatus::Completed
+    } else {
+        CopyStatus::Pending
+    };
+    CopyReading {
+        status,
+        progress_percent: progress,
+        failure: None,
+    }
 }
 
 /// Reads an image copy; its snapshots refine progress and reveal failures early.
 pub fn read_image(image: &ImageInfo, snapshots: &[SnapshotInfo]) -> CopyReading {
     match image.state.as_str() {
-        "available" => CopyReading { status: CopyStatus::Completed, progress_percent: Some(100), failure: None },
+        "available" => CopyReading {
+            status: CopyStatus::Completed,
+            progress_percent: Some(100),
+            failure: None,
+        },
         "pending" => {
             let reading = read_snapshots(snapshots);
             match reading.status {
                 CopyStatus::Failed => reading,
-                _ => CopyReading { status: CopyStatus::Pending, ..reading },
+                _ => CopyReading {
+                    status: CopyStatus::Pending,
+                    ..reading
+                },
             }
         }
         other => {
-            let reason = image.state_reason.clone().unwrap_or_else(|| "no StateReason given".into());
-            let snapshot_detail = read_snapshots(snapshots).failure.map(|f| format!("; {f}")).unwrap_or_default();
-            failed(format!("image {} is {other}: {reason}{snapshot_detail}", image.image_id))
+            let reason = image
+                .state_reason
+                .clone()
+                .unwrap_or_else(|| "no StateReason given".into());
+            let snapshot_detail = read_snapshots(snapshots)
+                .failure
+                .map(|f| format!("; {f}"))
+                .unwrap_or_default();
+            failed(format!(
+                "image {} is {other}: {reason}{snapshot_detail}",
+                image.image_id
+            ))
         }
     }
 }
@@ -51,7 +91,10 @@ pub fn read_image(image: &ImageInfo, snapshots: &[SnapshotInfo]) -> CopyReading 
 /// likely cause: AWS's own words ("Given key ID is not accessible") never say why.
 pub fn explain_failure(failure: String, key: Option<&KeyInfo>) -> String {
     match key {
-        Some(key) if key.state != "Enabled" => format!("{failure}; the destination key {} is {}", key.arn, key.state),
+        Some(key) if key.state != "Enabled" => format!(
+            "{failure}; the destination key {} is {}",
+            key.arn, key.state
+        ),
         _ => failure,
     }
 }
@@ -71,45 +114,96 @@ mod tests {
     }
 
     fn image(state: &str, reason: Option<&str>) -> ImageInfo {
-        ImageInfo { image_id: "ami-1".into(), state: state.into(), state_reason: reason.map(Into::into), ..Default::default() }
+        ImageInfo {
+            image_id: "ami-1".into(),
+            state: state.into(),
+            state_reason: reason.map(Into::into),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_pending_image_reports_its_slowest_snapshot() {
-        let reading = read_image(&image("pending", None), &[snapshot("snap-1", "pending", "40%", None), snapshot("snap-2", "completed", "100%", None)]);
-        assert_eq!(reading, CopyReading { status: CopyStatus::Pending, progress_percent: Some(40), failure: None });
+        let reading = read_image(
+            &image("pending", None),
+            &[
+                snapshot("snap-1", "pending", "40%", None),
+                snapshot("snap-2", "completed", "100%", None),
+            ],
+        );
+        assert_eq!(
+            reading,
+            CopyReading {
+                status: CopyStatus::Pending,
+                progress_percent: Some(40),
+                failure: None
+            }
+        );
     }
 
     #[test]
     fn a_failed_image_carries_aws_reason_and_snapshot_message() {
         let reading = read_image(
-            &image("failed", Some("Client.InvalidKMSKey.InvalidState: key is disabled")),
-            &[snapshot("snap-1", "error", "0%", Some("Given key ID is not accessible"))],
+            &image(
+                "failed",
+                Some("Client.InvalidKMSKey.InvalidState: key is disabled"),
+            ),
+            &[snapshot(
+                "snap-1",
+                "error",
+                "0%",
+                Some("Given key ID is not accessible"),
+            )],
         );
         assert_eq!(reading.status, CopyStatus::Failed);
         let failure = reading.failure.unwrap();
-        assert!(failure.contains("key is disabled") && failure.contains("Given key ID is not accessible"), "{failure}");
+        assert!(
+            failure.contains("key is disabled")
+                && failure.contains("Given key ID is not accessible"),
+            "{failure}"
+        );
     }
 
     #[test]
     fn an_errored_snapshot_fails_a_still_pending_image_early() {
-        let reading = read_image(&image("pending", None), &[snapshot("snap-1", "error", "3%", Some("Given key ID is not accessible"))]);
+        let reading = read_image(
+            &image("pending", None),
+            &[snapshot(
+                "snap-1",
+                "error",
+                "3%",
+                Some("Given key ID is not accessible"),
+            )],
+        );
         assert_eq!(reading.status, CopyStatus::Failed);
     }
 
     #[test]
     fn snapshot_copies_complete_when_every_snapshot_completes() {
-        assert_eq!(read_snapshots(&[snapshot("snap-1", "completed", "100%", None)]).status, CopyStatus::Completed);
-        assert_eq!(read_snapshots(&[snapshot("snap-1", "pending", "0%", None)]).status, CopyStatus::Pending);
+        assert_eq!(
+            read_snapshots(&[snapshot("snap-1", "completed", "100%", None)]).status,
+            CopyStatus::Completed
+        );
+        assert_eq!(
+            read_snapshots(&[snapshot("snap-1", "pending", "0%", None)]).status,
+            CopyStatus::Pending
+        );
     }
 
     fn key(state: &str) -> KeyInfo {
-        KeyInfo { arn: "arn:aws:kms:us-west-2:123456789012:key/k".into(), state: state.into(), ..Default::default() }
+        KeyInfo {
+            arn: "arn:aws:kms:us-west-2:123456789012:key/k".into(),
+            state: state.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_failure_names_the_destination_key_state_when_the_key_is_no_longer_enabled() {
-        let failure = explain_failure("snapshot snap-1 is error: Given key ID is not accessible".into(), Some(&key("PendingDeletion")));
+        let failure = explain_failure(
+            "snapshot snap-1 is error: Given key ID is not accessible".into(),
+            Some(&key("PendingDeletion")),
+        );
         assert_eq!(
             failure,
             "snapshot snap-1 is error: Given key ID is not accessible; the destination key arn:aws:kms:us-west-2:123456789012:key/k is PendingDeletion"

@@ -19,37 +19,72 @@ pub struct Replica<'a> {
 }
 
 fn incomplete(replica: &Replica, reason: String) -> FerryError {
-    FerryError::ReplicaIncomplete { destination_id: replica.destination_id.into(), reason }
+    FerryError::ReplicaIncomplete {
+        destination_id: replica.destination_id.into(),
+        reason,
+    }
 }
 
 pub fn verify(replica: &Replica) -> Result<Vec<VerifiedSnapshot>, FerryError> {
     if let Some(image) = replica.image {
         if image.state != "available" {
-            let reason = image.state_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            return Err(incomplete(replica, format!("image is {}{reason}, not available", image.state)));
+            let reason = image
+                .state_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return Err(incomplete(
+                replica,
+                format!("image is {}{reason}, not available", image.state),
+            ));
         }
     }
     if replica.expected.len() != replica.source_snapshot_count {
         return Err(incomplete(
             replica,
-            format!("{} EBS snapshots, but the source has {}", replica.expected.len(), replica.source_snapshot_count),
+            format!(
+                "{} EBS snapshots, but the source has {}",
+                replica.expected.len(),
+                replica.source_snapshot_count
+            ),
         ));
     }
-    let (mut unencrypted, mut wrong_key, mut unfinished, mut verified) = (vec![], vec![], vec![], vec![]);
+    let (mut unencrypted, mut wrong_key, mut unfinished, mut verified) =
+        (vec![], vec![], vec![], vec![]);
     for (snapshot_id, source) in &replica.expected {
-        let Some(snapshot) = replica.described.iter().find(|s| &s.snapshot_id == snapshot_id) else {
-            unfinished.push(SnapshotFinding { snapshot_id: snapshot_id.clone(), problem: "not found".into() });
+        let Some(snapshot) = replica
+            .described
+            .iter()
+            .find(|s| &s.snapshot_id == snapshot_id)
+        else {
+            unfinished.push(SnapshotFinding {
+                snapshot_id: snapshot_id.clone(),
+                problem: "not found".into(),
+            });
             continue;
         };
         let key = snapshot.kms_key_id.clone().unwrap_or_default();
         if !snapshot.encrypted {
-            unencrypted.push(SnapshotFinding { snapshot_id: snapshot_id.clone(), problem: "Encrypted=false".into() });
+            unencrypted.push(SnapshotFinding {
+                snapshot_id: snapshot_id.clone(),
+                problem: "Encrypted=false".into(),
+            });
         } else if key != replica.expected_key_arn {
-            let shown = if key.is_empty() { "no KmsKeyId" } else { key.as_str() };
-            wrong_key.push(SnapshotFinding { snapshot_id: snapshot_id.clone(), problem: format!("under {shown}") });
+            let shown = if key.is_empty() {
+                "no KmsKeyId"
+            } else {
+                key.as_str()
+            };
+            wrong_key.push(SnapshotFinding {
+                snapshot_id: snapshot_id.clone(),
+                problem: format!("under {shown}"),
+            });
         }
         if snapshot.state != "completed" {
-            unfinished.push(SnapshotFinding { snapshot_id: snapshot_id.clone(), problem: format!("state {}", snapshot.state) });
+            unfinished.push(SnapshotFinding {
+                snapshot_id: snapshot_id.clone(),
+                problem: format!("state {}", snapshot.state),
+            });
         }
         verified.push(VerifiedSnapshot {
             snapshot_id: snapshot_id.clone(),
@@ -62,14 +97,28 @@ pub fn verify(replica: &Replica) -> Result<Vec<VerifiedSnapshot>, FerryError> {
     let destination_id = replica.destination_id.to_string();
     if !unencrypted.is_empty() {
         unencrypted.extend(wrong_key);
-        return Err(FerryError::ReplicaNotEncrypted { destination_id, findings: unencrypted });
+        return Err(FerryError::ReplicaNotEncrypted {
+            destination_id,
+            findings: unencrypted,
+        });
     }
     if !wrong_key.is_empty() {
-        return Err(FerryError::ReplicaWrongKey { destination_id, expected_key_arn: replica.expected_key_arn.into(), findings: wrong_key });
+        return Err(FerryError::ReplicaWrongKey {
+            destination_id,
+            expected_key_arn: replica.expected_key_arn.into(),
+            findings: wrong_key,
+        });
     }
     if !unfinished.is_empty() {
-        let listed = unfinished.iter().map(|f| format!("{} ({})", f.snapshot_id, f.problem)).collect::<Vec<_>>().join("; ");
-        return Err(incomplete(replica, format!("snapshots not completed: {listed}")));
+        let listed = unfinished
+            .iter()
+            .map(|f| format!("{} ({})", f.snapshot_id, f.problem))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(incomplete(
+            replica,
+            format!("snapshots not completed: {listed}"),
+        ));
     }
     if replica.key_now.state != "Enabled" {
         return Err(FerryError::KeyNotEnabled {
@@ -88,15 +137,34 @@ mod tests {
     const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/good";
 
     fn snapshot(id: &str, encrypted: bool, key: Option<&str>, state: &str) -> SnapshotInfo {
-        SnapshotInfo { snapshot_id: id.into(), state: state.into(), encrypted, kms_key_id: key.map(Into::into), ..Default::default() }
+        SnapshotInfo {
+            snapshot_id: id.into(),
+            state: state.into(),
+            encrypted,
+            kms_key_id: key.map(Into::into),
+            ..Default::default()
+        }
     }
 
     fn enabled_key() -> KeyInfo {
-        KeyInfo { arn: KEY.into(), state: "Enabled".into(), ..Default::default() }
+        KeyInfo {
+            arn: KEY.into(),
+            state: "Enabled".into(),
+            ..Default::default()
+        }
     }
 
-    fn check(described: &[SnapshotInfo], image_state: &str, source_count: usize, key_now: &KeyInfo) -> Result<Vec<VerifiedSnapshot>, FerryError> {
-        let image = ImageInfo { image_id: "ami-1".into(), state: image_state.into(), ..Default::default() };
+    fn check(
+        described: &[SnapshotInfo],
+        image_state: &str,
+        source_count: usize,
+        key_now: &KeyInfo,
+    ) -> Result<Vec<VerifiedSnapshot>, FerryError> {
+        let image = ImageInfo {
+            image_id: "ami-1".into(),
+            state: image_state.into(),
+            ..Default::default()
+        };
         let replica = Replica {
             destination_id: "ami-1",
             image: Some(&image),
@@ -110,7 +178,10 @@ mod tests {
     }
 
     fn good_pair() -> Vec<SnapshotInfo> {
-        vec![snapshot("snap-root", true, Some(KEY), "completed"), snapshot("snap-data", true, Some(KEY), "completed")]
+        vec![
+            snapshot("snap-root", true, Some(KEY), "completed"),
+            snapshot("snap-data", true, Some(KEY), "completed"),
+        ]
     }
 
     #[test]
@@ -141,22 +212,53 @@ mod tests {
         described[1].kms_key_id = None;
         let error = check(&described, "available", 2, &enabled_key()).unwrap_err();
         assert_eq!(error.name(), "ReplicaNotEncrypted");
-        assert!(error.to_string().contains("snap-root (Encrypted=false)") && error.to_string().contains("snap-data (under no KmsKeyId)"));
+        assert!(
+            error.to_string().contains("snap-root (Encrypted=false)")
+                && error.to_string().contains("snap-data (under no KmsKeyId)")
+        );
     }
 
     #[test]
     fn missing_pending_or_uncounted_snapshots_are_incomplete() {
-        assert_eq!(check(&good_pair(), "pending", 2, &enabled_key()).unwrap_err().name(), "ReplicaIncomplete");
-        assert_eq!(check(&good_pair(), "available", 3, &enabled_key()).unwrap_err().name(), "ReplicaIncomplete");
-        assert_eq!(check(&good_pair()[..1], "available", 2, &enabled_key()).unwrap_err().name(), "ReplicaIncomplete");
+        assert_eq!(
+            check(&good_pair(), "pending", 2, &enabled_key())
+                .unwrap_err()
+                .name(),
+            "ReplicaIncomplete"
+        );
+        assert_eq!(
+            check(&good_pair(), "available", 3, &enabled_key())
+                .unwrap_err()
+                .name(),
+            "ReplicaIncomplete"
+        );
+        assert_eq!(
+            check(&good_pair()[..1], "available", 2, &enabled_key())
+                .unwrap_err()
+                .name(),
+            "ReplicaIncomplete"
+        );
         let mut described = good_pair();
         described[1].state = "pending".into();
-        assert_eq!(check(&described, "available", 2, &enabled_key()).unwrap_err().name(), "ReplicaIncomplete");
+        assert_eq!(
+            check(&described, "available", 2, &enabled_key())
+                .unwrap_err()
+                .name(),
+            "ReplicaIncomplete"
+        );
     }
 
     #[test]
     fn a_key_disabled_since_the_copy_fails_verification() {
-        let disabled = KeyInfo { state: "Disabled".into(), ..enabled_key() };
-        assert_eq!(check(&good_pair(), "available", 2, &disabled).unwrap_err().name(), "KeyNotEnabled");
+        let disabled = KeyInfo {
+            state: "Disabled".into(),
+            ..enabled_key()
+        };
+        assert_eq!(
+            check(&good_pair(), "available", 2, &disabled)
+                .unwrap_err()
+                .name(),
+            "KeyNotEnabled"
+        );
     }
 }
