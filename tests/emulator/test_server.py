@@ -44,6 +44,10 @@ def test_config_is_partial_and_validated(fresh):
         "delaySeconds": 0.0,
         "copyQuotaPerRegion": None,
         "failNextCopies": {"count": 0, "code": "Server.InternalError", "message": "An internal error has occurred", "region": None},
+        # Step Functions engine (test_stepfunctions.py covers them).
+        "lambdaEndpoint": None,
+        "stepFunctions": {"waitSeconds": None, "retrySeconds": None},
+        "failPutEvents": 0,
     }
     assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5, "throttle": idle, **faults}
     assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7, "throttle": idle, **faults}

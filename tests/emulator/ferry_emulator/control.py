@@ -167,6 +167,17 @@ def _server_error_response(environ: dict[str, Any], start_response: Callable, se
     return [body]
 
 
+def _failed_put_events_response(start_response: Callable, entries: int) -> list[bytes]:
+    """EventBridge's answer when it took none of the entries: HTTP 200, every entry failed."""
+    failed = {"ErrorCode": "InternalFailure", "ErrorMessage": "Internal Failure (injected by failPutEvents)"}
+    body = json.dumps({"FailedEntryCount": entries, "Entries": [failed] * entries}).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))],
+    )
+    return [body]
+
+
 class _NotFound(Exception):
     pass
 
@@ -231,6 +242,10 @@ class FerryMiddleware:
                 status = state.server_error_kind()
                 state.record_call({**call, "serverError": status})
                 return _server_error_response(environ, start_response, call["service"], status)
+            if call["action"] == "PutEvents" and state.take_put_events_failure():
+                entries = len((put_events or {}).get("Entries") or []) or 1
+                state.record_call({**call, "failedEntries": entries})
+                return _failed_put_events_response(start_response, entries)
             state.record_call(call)
             if put_events is not None:
                 state.record_events(_event_entries(call["region"], put_events))

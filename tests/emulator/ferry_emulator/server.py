@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
     port = server.server_port
-    # moto's Step Functions interpreter calls back to localhost:$MOTO_PORT.
+    # Where moto calls itself back (the patched Step Functions engine uses state.SELF_URL).
     os.environ.setdefault("MOTO_PORT", str(port))
 
     host = f"[{args.host}]" if ":" in args.host else args.host
+    # The Step Functions engine calls the emulator here (patches/stepfunctions.py).
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, host)
+    state.SELF_URL = f"http://{loopback}:{port}"
     ready_out.write(f"FERRY_EMULATOR_READY http://{host}:{port}\n")
     ready_out.flush()
     if os.environ.get("FERRY_EMULATOR_TIMING"):

@@ -30,6 +30,12 @@ CONFIG: dict[str, Any] = {
     "copyQuotaPerRegion": None,
     # The next `count` copies end failed/error with this code and message (see take_copy_failure).
     "failNextCopies": {"count": 0, "code": "Server.InternalError", "message": "An internal error has occurred", "region": None},
+    # Where the Step Functions engine sends Lambda calls; None: the emulator itself.
+    "lambdaEndpoint": None,
+    # Real-time lengths of every Wait state and every Retry pause; None: the definition's own.
+    "stepFunctions": {"waitSeconds": None, "retrySeconds": None},
+    # The next N PutEvents calls answer every entry failed (see take_put_events_failure).
+    "failPutEvents": 0,
 }
 _CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int, "delaySeconds": float}
 _FRACTIONS = ("throttleFraction", "serverErrorFraction")
@@ -39,6 +45,9 @@ FAULT_SERVICES = ("ec2", "kms")
 RNG = random.Random(0)
 
 _offset_seconds = 0.0
+
+# The emulator's own base URL (http://127.0.0.1:PORT), set by server.py once it is bound.
+SELF_URL: str | None = None
 
 # Every AWS API call and every EventBridge PutEvents entry received, in order.
 CALLS: list[dict[str, Any]] = []
@@ -108,6 +117,17 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
             if key == "failNextCopies":
                 new[key] = _fail_copies_config(value)
                 continue
+            if key == "lambdaEndpoint":
+                new[key] = _endpoint_config(value)
+                continue
+            if key == "stepFunctions":
+                new[key] = _step_functions_config(value)
+                continue
+            if key == "failPutEvents":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError("failPutEvents must be an integer >= 0")
+                new[key] = value
+                continue
             if key not in _CONFIG_TYPES:
                 raise ValueError(f"unknown config key {key!r}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -139,6 +159,42 @@ def _fail_copies_config(value: Any) -> dict[str, Any]:
     if region is not None and (not isinstance(region, str) or not region):
         raise ValueError("failNextCopies.region must be a Region name")
     return {"count": count, "code": code, "message": message, "region": region}
+
+
+def _endpoint_config(value: Any) -> str | None:
+    """``"http://HOST:PORT"`` or None (the emulator itself)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("lambdaEndpoint must be an http:// or https:// URL, or null")
+    return value.rstrip("/")
+
+
+def _step_functions_config(value: Any) -> dict[str, float | None]:
+    """``{"waitSeconds": float | None, "retrySeconds": float | None}``, partial: a key left out
+    keeps its value."""
+    if not isinstance(value, dict) or set(value) - {"waitSeconds", "retrySeconds"}:
+        raise ValueError('stepFunctions must be {"waitSeconds": number | null, "retrySeconds": number | null}')
+    merged = dict(CONFIG["stepFunctions"])
+    for key, seconds in value.items():
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0):
+            raise ValueError(f"stepFunctions.{key} must be a number >= 0, or null")
+        merged[key] = None if seconds is None else float(seconds)
+    return merged
+
+
+def step_functions_seconds(key: str) -> float | None:
+    """``waitSeconds`` or ``retrySeconds`` as configured now (None: the definition's own)."""
+    return CONFIG["stepFunctions"][key]
+
+
+def take_put_events_failure() -> bool:
+    """Whether this PutEvents call is one of the next ``failPutEvents`` (each uses one up)."""
+    with LOCK:
+        if CONFIG["failPutEvents"] <= 0:
+            return False
+        CONFIG["failPutEvents"] -= 1
+        return True
 
 
 def _throttle_config(value: Any) -> dict[str, Any]:
