@@ -63,6 +63,15 @@ fn flag_text(flag: &Flag) -> String {
         Flag::Unencrypted { snapshot_id } => format!("UNENCRYPTED {snapshot_id}"),
         Flag::NotVerified => "NOT VERIFIED".into(),
         Flag::BrokenLineage { source } => format!("BROKEN LINEAGE: {source} is gone"),
+        Flag::FsrPastDue {
+            due_at,
+            zones,
+            usd_cents_per_hour,
+        } => format!(
+            "FSR PAST DUE since {due_at}: {zones} zone(s) on, ${}.{:02}/h",
+            usd_cents_per_hour / 100,
+            usd_cents_per_hour % 100
+        ),
     }
 }
 

@@ -46,6 +46,9 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
                 if execution.status() == &aws_sdk_sfn::types::ExecutionStatus::Running {
                     println!("  now in: {}", current_state(&client, &args.target).await);
                 }
+                if let Some(summary) = run_summary(&client, &args.target).await {
+                    print_run(&sdk, &summary).await;
+                }
                 if let Some(error) = execution.error() {
                     println!(
                         "  failed with {error}: {}",
@@ -88,6 +91,80 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
             }
         }
         Err(error) => report::error("status", &error),
+    }
+}
+
+/// A run's summary (the Summarize step's answer), when the execution is a run that got there.
+async fn run_summary(
+    client: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> Option<ferry_core::rules::summary::RunSummary> {
+    let mut pages = client
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .reverse_order(true)
+        .into_paginator()
+        .send();
+    while let Some(Ok(page)) = pages.next().await {
+        for event in page.events() {
+            let output = event
+                .lambda_function_succeeded_event_details()
+                .and_then(|d| d.output())
+                .or_else(|| {
+                    event
+                        .task_succeeded_event_details()
+                        .and_then(|d| d.output())
+                });
+            if let Some(summary) = output.and_then(|o| serde_json::from_str(o).ok()) {
+                return Some(summary);
+            }
+        }
+    }
+    None
+}
+
+/// The run's counts, then every replication that did not succeed, from its manifest
+/// (`runs/<run>/summary.json` in the work bucket).
+async fn print_run(sdk: &aws_config::SdkConfig, summary: &ferry_core::rules::summary::RunSummary) {
+    use ferry_core::ports::WorkStore;
+    use ferry_core::rules::summary::{OutcomeStatus, RunManifest};
+    println!(
+        "  run {}: {} replications, {} succeeded, {} failed, {} not run; manifest s3://{}/{}",
+        summary.run,
+        summary.total,
+        summary.succeeded,
+        summary.failed,
+        summary.not_run,
+        summary.bucket,
+        summary.summary_key
+    );
+    let store = ferry_core::adapters::S3Adapter::new(sdk);
+    let manifest: Option<RunManifest> = match store.get(&summary.bucket, &summary.summary_key).await
+    {
+        Ok(Some(body)) => serde_json::from_slice(&body).ok(),
+        _ => None,
+    };
+    let Some(manifest) = manifest else {
+        for failure in &summary.failures {
+            println!("  ✘ {}: {}: {}", failure.name, failure.error, failure.cause);
+        }
+        return;
+    };
+    for replication in manifest
+        .replications
+        .iter()
+        .filter(|r| r.status != OutcomeStatus::Succeeded)
+    {
+        println!(
+            "  ✘ {} ({}): {}: {}",
+            replication.name,
+            replication
+                .execution_arn
+                .as_deref()
+                .unwrap_or("not started"),
+            replication.error.as_deref().unwrap_or("not run"),
+            replication.cause.as_deref().unwrap_or("")
+        );
     }
 }
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -165,3 +166,64 @@ def test_a_killed_runtime_runs_the_function_then_answers_runtime_exit_error(rout
 )
 def test_bad_faults_are_rejected(router, body):
     assert router_faults(router, body)[0] == 400
+
+
+class SlowWatch(BaseHTTPRequestHandler):
+    """A watch whose every invocation takes 0.3 s; counts how many it holds at once."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    peak = 0
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with SlowWatch.lock:
+            SlowWatch.in_flight += 1
+            SlowWatch.peak = max(SlowWatch.peak, SlowWatch.in_flight)
+        time.sleep(0.3)
+        with SlowWatch.lock:
+            SlowWatch.in_flight -= 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_concurrency_holds_invocations_beyond_the_limit_in_the_router(emu):
+    """watch stops answering once too many invocations queue in it: with --concurrency N at most
+    N of one function reach it at once; the rest wait in the router and are all answered."""
+    watch = ThreadingHTTPServer(("127.0.0.1", 0), SlowWatch)
+    threading.Thread(target=watch.serve_forever, daemon=True).start()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "ferry_emulator.lambda_router",
+            "--emulator", emu.url,
+            "--lambda", f"http://127.0.0.1:{watch.server_port}",
+            "--function", "ferry-start-copy=ok",
+            "--concurrency", "2",
+        ],
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_DIR)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = proc.stdout.readline().split()[1]
+    answers = []
+
+    def invoke(i):
+        client = lambda_client(url)
+        answers.append(client.invoke(FunctionName="ferry-start-copy", Payload=json.dumps({"i": i}))["StatusCode"])
+
+    threads = [threading.Thread(target=invoke, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    proc.stdin.close()
+    proc.wait(10)
+    watch.shutdown()
+    assert answers == [200] * 8
+    assert SlowWatch.peak == 2

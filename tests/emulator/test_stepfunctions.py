@@ -56,6 +56,15 @@ class FakeLambda(BaseHTTPRequestHandler):
         time.sleep(steer.get("sleep", 0))
         with FakeLambda.lock:
             FakeLambda.in_flight -= 1
+        if name == "unavailable" and attempt <= steer.get("serviceFailures", 0):
+            # Lambda's own failure around the invocation (not the function's): HTTP 500.
+            body = json.dumps({"Type": "Service", "message": "injected"}).encode()
+            self.send_response(500)
+            self.send_header("x-amzn-ErrorType", "ServiceException")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         fails = name == "fails" or steer.get("fail") is True or attempt <= steer.get("failTimes", 0)
         body = json.dumps(FAILURE if fails else {"echo": payload}).encode()
         self.send_response(200)
@@ -245,6 +254,29 @@ def test_function_error_name_is_the_error_type(sf, resource):
     assert done["status"] == "SUCCEEDED"
     assert json.loads(done["output"])["error"]["Error"] == "KeyNotFound"
     assert len(FakeLambda.calls) == 2  # the attempt and its one retry
+
+
+def test_a_failed_invoke_call_is_named_by_the_lambda_service_exception(sf):
+    """AWS: Lambda.ServiceException (what ferry's Lambda.* retrier matches); moto: Exception."""
+    state = task(fn("unavailable"))
+    FakeLambda.reset()
+    failed = execute(sf, one_state(state), {"key": "a", "serviceFailures": 5})
+    assert (failed["status"], failed["error"]) == ("FAILED", "Lambda.ServiceException")
+    FakeLambda.reset()
+    retried = {
+        "StartAt": "S",
+        "States": {
+            "S": {
+                **state,
+                "Retry": [{"ErrorEquals": ["Lambda.ServiceException"], "IntervalSeconds": 1, "MaxAttempts": 3}],
+                "End": True,
+            }
+        },
+    }
+    sf.config(stepFunctions={"retrySeconds": 0})
+    done = execute(sf, retried, {"key": "b", "serviceFailures": 2})
+    assert done["status"] == "SUCCEEDED"
+    assert len(FakeLambda.calls) == 3
 
 
 def test_error_names_inside_maps(sf):
@@ -659,3 +691,17 @@ def test_describe_execution_with_timestamps_in_the_output(sf):
     succeeded = history(sf, done["executionArn"])[-1]
     assert json.loads(succeeded["executionSucceededEventDetails"]["output"])["LastModified"] == modified
     assert done["inputDetails"] == {"included": True} and done["redriveStatus"] == "NOT_REDRIVABLE"
+
+
+def test_sync_tasks_look_at_their_child_less_often_the_longer_it_runs():
+    """AWS completes .sync from the child's completion event; the patched engine polls with a
+    growing pause (0.5 s, then half as long again each time, up to the cap) instead of moto's
+    fixed 0.5 s, so hundreds of children in flight do not flood the emulator."""
+    from itertools import islice
+
+    from ferry_emulator.patches.stepfunctions import SYNC_POLL_CAP_SECONDS, sync_poll_delays
+
+    delays = list(islice(sync_poll_delays(), 12))
+    assert delays[:3] == [0.5, 0.75, 1.125]
+    assert all(b >= a for a, b in zip(delays, delays[1:]))
+    assert delays[-1] == SYNC_POLL_CAP_SECONDS

@@ -291,7 +291,10 @@ def test_the_iam_checks_accept_the_conditioned_forms():
 # --- the contract with the code -------------------------------------------------------------
 
 FUNCTIONS = {
-    "PlanReplicationFunction": ("plan-replication", {"FERRY_POLICY": {"Ref": "ReplicationPolicy"}}),
+    "PlanReplicationFunction": (
+        "plan-replication",
+        {"FERRY_POLICY": {"Ref": "ReplicationPolicy"}, "FERRY_WORK_BUCKET": {"Ref": "WorkBucket"}},
+    ),
     "StartCopyFunction": ("start-copy", {}),
     "CheckCopyFunction": ("check-copy", {}),
     "VerifyEncryptionFunction": ("verify-encryption", {}),
@@ -318,13 +321,33 @@ def test_functions_binaries_and_environment(template):
         assert tomllib.loads(manifest.read_text())["package"]["name"] == binary
 
 
+# The run (ferry.asl.json) and one replication (replication.asl.json), each with exactly the
+# substitutions its definition uses.
+STATE_MACHINES = {
+    "ReplicationStateMachine": "../statemachine/ferry.asl.json",
+    "ReplicationWorkflow": "../statemachine/replication.asl.json",
+}
+
+
 def test_state_machine_substitutions(template):
-    machine = template["Resources"]["ReplicationStateMachine"]["Properties"]
-    assert machine["Type"] == "STANDARD"
-    assert machine["DefinitionUri"] == "../statemachine/ferry.asl.json"
-    expected = {f"{logical}Arn": {"Fn::GetAtt": [logical, "Arn"]} for logical in FUNCTIONS}
-    expected["EventBusName"] = {"Ref": "EventBusName"}
-    assert machine["DefinitionSubstitutions"] == expected
+    resources = template["Resources"]
+    machines = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::StateMachine"}
+    assert machines == set(STATE_MACHINES)
+    function_arns = {f"{logical}Arn": {"Fn::GetAtt": [logical, "Arn"]} for logical in FUNCTIONS}
+    for logical, uri in STATE_MACHINES.items():
+        machine = resources[logical]["Properties"]
+        assert machine["Type"] == "STANDARD"
+        assert machine["DefinitionUri"] == uri
+        text = (REPO / "infra" / uri).resolve().read_text()
+        placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+        substitutions = machine["DefinitionSubstitutions"]
+        assert set(substitutions) == placeholders, logical
+        for key, value in substitutions.items():
+            if key in function_arns:
+                assert value == function_arns[key], key
+        assert substitutions["EventBusName"] == {"Ref": "EventBusName"}
+    run = resources["ReplicationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert run["ReplicationStateMachineArn"] == {"Ref": "ReplicationWorkflow"}
 
 
 def test_default_policy_is_the_example(template):

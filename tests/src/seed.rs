@@ -64,6 +64,20 @@ impl Seeder {
         }
     }
 
+    /// An S3 bucket in the default Region (the stack's work bucket).
+    pub async fn bucket(&self, name: &str) {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.config)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("CreateBucket");
+    }
+
     pub async fn key(&self, region: &str) -> Key {
         self.key_with(
             region,

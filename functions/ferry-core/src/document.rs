@@ -188,7 +188,8 @@ pub struct FsrEvidence {
     pub reason: Option<String>,
     #[serde(default)]
     pub states: Vec<FsrZoneState>,
-    /// When FSR was requested with `disableAfterHours`: the state machine's wait before disabling.
+    /// When FSR was requested with `disableAfterHours`: how long until the scheduled step
+    /// disables it (the snapshots carry `ferry:fsr-disable-at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_after_seconds: Option<u64>,
 }

@@ -7,6 +7,8 @@ pub mod config;
 pub mod deps;
 pub mod document;
 pub mod error;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod handlers;
 pub mod policy;
 pub mod ports;

@@ -69,6 +69,8 @@ pub struct KeyInfo {
 pub struct DeviceSnapshot {
     pub device_name: String,
     pub snapshot_id: String,
+    /// As the image's block-device mapping reports it (`Ebs.Encrypted`).
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -229,4 +231,14 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     }
+}
+
+/// JSON objects in the stack's bucket: the planner's work lists and the run manifests.
+#[async_trait]
+pub trait WorkStore: Send + Sync {
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> AwsResult<()>;
+    /// `Ok(None)` when there is no such object.
+    async fn get(&self, bucket: &str, key: &str) -> AwsResult<Option<Vec<u8>>>;
+    /// Every key under `prefix`, in S3's (lexicographic) order.
+    async fn list(&self, bucket: &str, prefix: &str) -> AwsResult<Vec<String>>;
 }

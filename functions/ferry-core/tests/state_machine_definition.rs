@@ -1,5 +1,6 @@
 //! The deployed ASL routes on exactly the names `FerryError` declares, and every Lambda task
-//! has the standard retry block: checked on `statemachine/ferry.asl.json` itself.
+//! has the standard retry block: checked on `statemachine/ferry.asl.json` (the run) and
+//! `statemachine/replication.asl.json` (one replication) themselves.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,8 +17,12 @@ const LAMBDA_ERRORS: [&str; 4] = [
 /// A crashed or killed function (out of memory, timeout, panic with abort).
 const CRASH_ERRORS: [&str; 3] = ["Lambda.Unknown", "Runtime.ExitError", "Sandbox.Timedout"];
 
-fn definition() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachine/ferry.asl.json");
+const DEFINITIONS: [&str; 2] = ["ferry.asl.json", "replication.asl.json"];
+
+fn definition(file: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../statemachine")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -43,8 +48,9 @@ fn names(list: &Value) -> BTreeSet<String> {
 }
 
 fn lambda_tasks() -> Vec<(String, Value)> {
-    states(&definition())
-        .into_iter()
+    DEFINITIONS
+        .iter()
+        .flat_map(|file| states(&definition(file)))
         .filter(|(_, s)| {
             s["Type"] == "Task" && s["Resource"].as_str().unwrap().ends_with("FunctionArn}")
         })
@@ -63,8 +69,8 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
     let tasks = lambda_tasks();
     assert_eq!(
         tasks.len(),
-        7,
-        "plan, start, check, verify, tag, enable and disable FSR"
+        8,
+        "plan, disable due FSR and summarize; start, check, verify, tag and enable FSR"
     );
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
@@ -84,8 +90,13 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
             "{name}: both reach the failure path"
         );
     }
-    let text = definition().to_string();
-    assert!(!text.contains("States.ALL"), "no catch-all hides causes");
+    for file in DEFINITIONS {
+        let text = definition(file).to_string();
+        assert!(
+            !text.contains("States.ALL"),
+            "{file}: no catch-all hides causes"
+        );
+    }
 }
 
 #[test]
@@ -135,4 +146,48 @@ fn function_arns_come_from_definition_substitutions() {
         })
         .collect();
     assert_eq!(used, expected.iter().map(|s| s.to_string()).collect());
+}
+
+#[test]
+fn nothing_that_passes_through_a_state_is_a_list_of_sources() {
+    let run = definition("ferry.asl.json");
+    let fan_out = &run["States"]["Regions"];
+    assert_eq!(
+        fan_out["ItemsPath"], "$.regions",
+        "one item per destination Region"
+    );
+    let regions = &fan_out["ItemProcessor"]["States"]["Replications"];
+    assert_eq!(
+        regions["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(
+        regions["ItemReader"]["Resource"], "arn:aws:states:::s3:getObject",
+        "the work list is read from S3, never carried in the state"
+    );
+    assert_eq!(regions["ToleratedFailurePercentage"], 100);
+    assert!(regions["ResultWriter"].is_object());
+    assert_eq!(regions["ResultPath"], Value::Null);
+    assert_eq!(fan_out["ResultPath"], Value::Null);
+    let replicate = &regions["ItemProcessor"]["States"]["Replicate"];
+    assert_eq!(
+        replicate["Resource"],
+        "arn:aws:states:::states:startExecution.sync:2"
+    );
+    let text = run.to_string() + &definition("replication.asl.json").to_string();
+    for filter in ["[?(", "[*]"] {
+        assert!(
+            !text.contains(filter),
+            "no JSONPath that may match nothing ({filter}): engines disagree on its answer"
+        );
+    }
+    let replication = definition("replication.asl.json");
+    assert!(
+        replication["States"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s["Type"] != "Wait" || s["SecondsPath"] == "$.copy.nextCheckSeconds"),
+        "the only wait is between copy checks: FSR is disabled by the scheduled step"
+    );
 }

@@ -23,6 +23,10 @@ did in AWS is done, and then their answer is lost the way Lambda loses it:
 
 `GET /_router/faults` answers `{"pending": [...], "injected": [{"function", "mode"}...]}`.
 
+`--concurrency N` lets at most N invocations of one function reach watch at once (the others
+wait in the router, as Lambda's reserved concurrency would hold them): watch stops answering
+every function once too many invocations are queued in it.
+
 Process contract as the emulator's: one `FERRY_LAMBDA_ROUTER_READY http://127.0.0.1:PORT` line on
 stdout when ready, exit at stdin EOF or SIGTERM.
 """
@@ -125,11 +129,15 @@ def lost_answer(mode: str, request_id: str) -> tuple[int, dict[str, str], bytes]
 
 
 class Router:
-    def __init__(self, emulator: str, lambda_url: str, functions: dict[str, str]):
+    def __init__(self, emulator: str, lambda_url: str, functions: dict[str, str], concurrency: int = 0):
         self.emulator = urlsplit(emulator)
         self.lambda_url = urlsplit(lambda_url)
         self.functions = functions
         self.faults = Faults()
+        # At most `concurrency` invocations of a function reach watch at once (0: no limit); the
+        # rest wait here. cargo lambda watch stops answering every function once too many
+        # invocations are queued in it (seen with ~150 at once).
+        self.slots = {binary: threading.BoundedSemaphore(concurrency) for binary in functions.values()} if concurrency > 0 else {}
 
     @staticmethod
     def _send(target: Any, method: str, path: str, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -157,14 +165,21 @@ class Router:
                 {"Type": "User", "message": message}
             ).encode()
         fault = self.faults.take(name, binary)
-        status, _headers, answer = self._send(
-            self.lambda_url,
-            "POST",
-            f"/2015-03-31/functions/{binary}/invocations",
-            {"Content-Type": "application/json"},
-            body,
-            timeout=900,
-        )
+        slot = self.slots.get(binary)
+        if slot is not None:
+            slot.acquire()
+        try:
+            status, _headers, answer = self._send(
+                self.lambda_url,
+                "POST",
+                f"/2015-03-31/functions/{binary}/invocations",
+                {"Content-Type": "application/json"},
+                body,
+                timeout=900,
+            )
+        finally:
+            if slot is not None:
+                slot.release()
         status, extra, answer = lost_answer(fault, request_id) if fault else translate(status, answer)
         return status, {**extra, "x-amzn-RequestId": request_id, "Content-Type": "application/json"}, answer
 
@@ -239,6 +254,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=BINARY",
         help="a function name (as in the state machine's ARNs) and the binary serving it; repeatable",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="invocations of one function sent to watch at once, the rest wait (default 0: no limit); as many as the function's processes",
+    )
     parser.add_argument("--no-stdin-watch", action="store_true", help="do not exit when stdin reaches EOF")
     return parser.parse_args(argv)
 
@@ -251,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         if not name or not binary:
             raise SystemExit(f"--function wants NAME=BINARY, got {spec!r}")
         functions[name] = binary
-    router = Router(args.emulator, args.lambda_url, functions)
+    router = Router(args.emulator, args.lambda_url, functions, args.concurrency)
     server = ThreadingHTTPServer((args.host, args.port), _handler(router))
     server.daemon_threads = True
 

@@ -71,6 +71,10 @@ fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecificat
         .build()
 }
 
+/// Items per Describe* page when listing by tag: EC2's maximum for DescribeImages and
+/// DescribeSnapshots, so a 10,000-source Region is listed in 10 calls.
+pub const PAGE_SIZE: i32 = 1000;
+
 fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
     ImageInfo {
         image_id: image.image_id().unwrap_or_default().to_string(),
@@ -89,10 +93,11 @@ fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
             .block_device_mappings()
             .iter()
             .filter_map(|m| {
-                let snapshot_id = m.ebs()?.snapshot_id()?;
+                let ebs = m.ebs()?;
                 Some(DeviceSnapshot {
                     device_name: m.device_name().unwrap_or_default().to_string(),
-                    snapshot_id: snapshot_id.to_string(),
+                    snapshot_id: ebs.snapshot_id()?.to_string(),
+                    encrypted: ebs.encrypted().unwrap_or(false),
                 })
             })
             .collect(),
@@ -249,6 +254,7 @@ impl Images for Ec2Adapter {
             .describe_images()
             .owners("self")
             .set_filters(Some(tag_filters(tags)))
+            .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
         let mut found = vec![];
@@ -305,6 +311,7 @@ impl Snapshots for Ec2Adapter {
             .describe_snapshots()
             .owner_ids("self")
             .set_filters(Some(tag_filters(tags)))
+            .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
         let mut found = vec![];

@@ -3,9 +3,11 @@
 pub mod ec2;
 pub mod events;
 pub mod kms;
+pub mod s3;
 pub mod sdk;
 
 pub use ec2::Ec2Adapter;
 pub use events::EventBridgeAdapter;
 pub use kms::KmsAdapter;
+pub use s3::S3Adapter;
 pub use sdk::{aws_error, load_sdk_config, Regional, SdkSettings};

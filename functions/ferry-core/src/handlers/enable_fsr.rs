@@ -1,28 +1,36 @@
 //! enable-fsr: Fast Snapshot Restore on every destination snapshot in the requested zones, or
 //! its disable operation. A full quota is recorded as skipped unless the request says to fail.
+//! With `disableAfterHours` the snapshots are tagged `ferry:fsr-disable-at`, and the scheduled
+//! `disableDue` operation disables what is due: no replication waits a day to turn FSR off.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::deps::Deps;
 use crate::document::{FsrEvidence, FsrOutcome, FsrZoneState, Replication};
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, check_zones};
-use crate::ports::{FsrChange, FsrState};
-
-const ACTIVE_STATES: [&str; 3] = ["enabling", "optimizing", "enabled"];
+use crate::ports::{FsrChange, FsrState, Tag};
+use crate::rules::fsr::{self, is_active, is_quota_code, quota_shortfall};
+use crate::rules::lineage::{self, rfc3339};
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Operation {
     Enable,
     Disable,
+    DisableDue,
 }
 
-/// The input: the document itself (enable), or `{"operation": "disable", "replication": {…}}`.
+/// The input: the document itself (enable), `{"operation": "disable", "replication": {…}}`,
+/// or `{"operation": "disableDue", "regions": [...]}` from the scheduled step.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Command {
+    Due {
+        operation: Operation,
+        regions: Vec<String>,
+    },
     Explicit {
         operation: Operation,
         replication: serde_json::Value,
@@ -30,16 +38,51 @@ enum Command {
     Document(serde_json::Value),
 }
 
-pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
+/// What enable-fsr answers: the enriched document, or what the scheduled step disabled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FsrOutput {
+    Document(Box<Replication>),
+    Due(DueReport),
+}
+
+/// The scheduled step's answer (bounded by the FSR quota: 5 snapshots per Region by default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DueReport {
+    pub disabled: Vec<FsrZoneState>,
+    pub snapshots: usize,
+}
+
+pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<FsrOutput, FerryError> {
     let (operation, payload) = match serde_json::from_value(payload)
         .map_err(|e| FerryError::invalid("operation", e.to_string()))?
     {
+        Command::Due { operation, regions } if operation == Operation::DisableDue => {
+            return disable_due(deps, &regions).await.map(FsrOutput::Due);
+        }
+        Command::Due { .. } => {
+            return Err(FerryError::invalid(
+                "operation",
+                "regions go with \"disableDue\"; enable and disable take a replication",
+            ))
+        }
         Command::Explicit {
             operation,
             replication,
         } => (operation, replication),
         Command::Document(document) => (Operation::Enable, document),
     };
+    change(deps, operation, payload)
+        .await
+        .map(|document| FsrOutput::Document(Box::new(document)))
+}
+
+async fn change(
+    deps: &Deps,
+    operation: Operation,
+    payload: serde_json::Value,
+) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
     let Some(options) = document.options.fsr.clone() else {
         document.evidence.fsr = Some(FsrEvidence {
@@ -66,6 +109,12 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     check_zones(deps, &region, &zones).await?;
 
     let evidence = match operation {
+        Operation::DisableDue => {
+            return Err(FerryError::invalid(
+                "operation",
+                "disableDue takes {\"regions\": [...]}, not a replication",
+            ))
+        }
         Operation::Disable => {
             let change = deps
                 .fast_restore
@@ -81,7 +130,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
             }
         }
         Operation::Enable => {
-            let quota_reason = quota_shortfall(deps, &region, &snapshot_ids).await?;
+            let quota_reason = quota_reason(deps, &region, &snapshot_ids).await?;
             let change = match quota_reason {
                 Some(_) => None,
                 None => Some(
@@ -111,6 +160,13 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
                 },
                 (None, Some(change)) => {
                     fail_on_errors("ec2:EnableFastSnapshotRestores", &change)?;
+                    if let Some(hours) = options.disable_after_hours {
+                        let due = fsr::disable_at_tag(deps.clock.now(), hours);
+                        deps.tagging
+                            .create_tags(&region, &snapshot_ids, std::slice::from_ref(&due))
+                            .await
+                            .map_err(|e| aws_failure("ec2:CreateTags", e))?;
+                    }
                     FsrEvidence {
                         outcome: FsrOutcome::Requested,
                         reason: None,
@@ -134,12 +190,8 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     Ok(document)
 }
 
-fn is_quota_code(code: &str) -> bool {
-    code.contains("LimitExceeded") || code.contains("QuotaExceeded")
-}
-
 /// Why enabling would exceed the Region's quota of snapshots with FSR, if it would.
-async fn quota_shortfall(
+async fn quota_reason(
     deps: &Deps,
     region: &str,
     ours: &[String],
@@ -149,16 +201,68 @@ async fn quota_shortfall(
         .describe(region, &[])
         .await
         .map_err(|e| aws_failure("ec2:DescribeFastSnapshotRestores", e))?;
-    let mut others: Vec<&str> = entries
-        .iter()
-        .filter(|e| ACTIVE_STATES.contains(&e.state.as_str()) && !ours.contains(&e.snapshot_id))
-        .map(|e| e.snapshot_id.as_str())
-        .collect();
-    others.sort_unstable();
-    others.dedup();
-    let quota = deps.config.fsr_quota_per_region;
-    Ok((others.len() + ours.len() > quota)
-        .then(|| format!("{} snapshots already use FSR in {region} and the quota is {quota}; {} more would exceed it", others.len(), ours.len())))
+    Ok(quota_shortfall(
+        region,
+        &entries,
+        ours,
+        deps.config.fsr_quota_per_region,
+    ))
+}
+
+/// Disables FSR on every ferry replica in `regions` whose `ferry:fsr-disable-at` has come,
+/// in the zones where it is on, and marks it `ferry:fsr-disabled-at`.
+async fn disable_due(deps: &Deps, regions: &[String]) -> Result<DueReport, FerryError> {
+    let now = deps.clock.now();
+    let mut report = DueReport::default();
+    for region in regions {
+        let tagged = deps
+            .snapshots
+            .find_snapshots_tagged(
+                region,
+                &[
+                    Tag::new(lineage::MANAGED_BY, "ferry"),
+                    Tag::new(fsr::DISABLE_AT, ""),
+                ],
+            )
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+        let due: Vec<String> = tagged
+            .iter()
+            .filter(|s| fsr::is_due(&s.tags, now))
+            .map(|s| s.snapshot_id.clone())
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let states = deps
+            .fast_restore
+            .describe(region, &due)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeFastSnapshotRestores", e))?;
+        let mut zones: Vec<String> = states
+            .iter()
+            .filter(|s| is_active(&s.state))
+            .map(|s| s.availability_zone.clone())
+            .collect();
+        zones.sort_unstable();
+        zones.dedup();
+        if !zones.is_empty() {
+            let change = deps
+                .fast_restore
+                .disable(region, &due, &zones)
+                .await
+                .map_err(|e| aws_failure("ec2:DisableFastSnapshotRestores", e))?;
+            fail_on_errors("ec2:DisableFastSnapshotRestores", &change)?;
+            report.disabled.extend(zone_states(&change.succeeded));
+        }
+        deps.tagging
+            .create_tags(region, &due, &[Tag::new(fsr::DISABLED_AT, rfc3339(now))])
+            .await
+            .map_err(|e| aws_failure("ec2:CreateTags", e))?;
+        info!(region = %region, snapshots = due.len(), zones = zones.len(), "fast snapshot restore disabled as due");
+        report.snapshots += due.len();
+    }
+    Ok(report)
 }
 
 fn fail_on_errors(operation: &str, change: &FsrChange) -> Result<(), FerryError> {

@@ -27,15 +27,17 @@ pub async fn run_step(
     deps: &Deps,
     input: &serde_json::Value,
 ) -> Result<serde_json::Value, FerryError> {
+    fn json(output: impl serde::Serialize) -> Result<serde_json::Value, FerryError> {
+        serde_json::to_value(output).map_err(|e| FerryError::invalid("document", e.to_string()))
+    }
     let input = input.clone();
-    let output = match step {
-        Step::StartCopy => start_copy::handle(deps, input).await?,
-        Step::CheckCopy => check_copy::handle(deps, input).await?,
-        Step::VerifyEncryption => verify_encryption::handle(deps, input).await?,
-        Step::TagLineage => tag_lineage::handle(deps, input).await?,
-        Step::EnableFsr => enable_fsr::handle(deps, input).await?,
-    };
-    serde_json::to_value(output).map_err(|e| FerryError::invalid("document", e.to_string()))
+    match step {
+        Step::StartCopy => json(start_copy::handle(deps, input).await?),
+        Step::CheckCopy => json(check_copy::handle(deps, input).await?),
+        Step::VerifyEncryption => json(verify_encryption::handle(deps, input).await?),
+        Step::TagLineage => json(tag_lineage::handle(deps, input).await?),
+        Step::EnableFsr => json(enable_fsr::handle(deps, input).await?),
+    }
 }
 
 /// The destination key as KMS describes it now, in the destination Region.

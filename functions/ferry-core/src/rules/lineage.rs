@@ -48,7 +48,7 @@ pub fn check_tag_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn hex_digest(parts: &[&str]) -> String {
+pub(crate) fn hex_digest(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());

@@ -1,8 +1,11 @@
 //! ferry's rules as pure functions: no I/O, each unit-tested.
 
+pub mod fsr;
 pub mod key;
 pub mod lineage;
+pub mod plan;
 pub mod polling;
 pub mod request;
 pub mod status;
+pub mod summary;
 pub mod verify;

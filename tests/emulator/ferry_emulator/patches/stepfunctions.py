@@ -71,6 +71,8 @@ def _patch_engine() -> None:
         _map_run_children_are_recorded()
         _tolerated_failure_threshold()
         _result_writer_writes_result_files()
+        _lambda_invoke_failures_are_named_as_aws()
+        _sync_polls_back_off()
         _engine_patched = True
 
 
@@ -548,3 +550,106 @@ def _result_writer_writes_result_files() -> None:
 
     ResultWriter._eval_body = _eval_body
     ResourceEvalS3._handle_put_object = staticmethod(_handle_put_object)
+
+
+def lambda_invoke_error_name(ex: Exception) -> str | None:
+    """AWS's name for a Lambda Invoke call that failed (not the function): the service's
+    exception as `Lambda.<Code>` (`Lambda.ServiceException`, `Lambda.TooManyRequestsException`,
+    ...), and `Lambda.SdkClientException` when no answer came (Step Functions developer guide,
+    "Handling Lambda service exceptions"). None for anything else."""
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+
+    if isinstance(ex, ClientError):
+        code = ex.response.get("Error", {}).get("Code") or "AWSLambdaException"
+        return f"Lambda.{code}"
+    if isinstance(ex, (BotoConnectionError, HTTPClientError)):
+        return "Lambda.SdkClientException"
+    return None
+
+
+def _lambda_invoke_failures_are_named_as_aws() -> None:
+    """moto names every failed Invoke call `Exception`, which no Retry matches; AWS names it by
+    the Lambda service exception."""
+    from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskLambda._from_error
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        name = lambda_invoke_error_name(ex)
+        if name is None:
+            return original(self, env, ex)
+        cause = str(ex)
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(name),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=name, cause=cause)
+            ),
+        )
+
+    StateTaskLambda._from_error = _from_error
+
+
+# Seconds between a `.sync` task's looks at its child: 0.5 s at first (moto's fixed interval),
+# growing by half each look up to this cap.
+SYNC_POLL_CAP_SECONDS = 4.0
+
+
+def sync_poll_delays() -> Any:
+    """The pauses between a `.sync` task's looks at its child: 0.5, 0.75, 1.1, … up to the cap."""
+    delay = 0.5
+    while True:
+        yield delay
+        delay = min(delay * 1.5, SYNC_POLL_CAP_SECONDS)
+
+
+def child_is_running(execution_arn: str) -> bool:
+    """Whether the execution is still running, asked of the engine's backend in-process."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    parts = execution_arn.split(":")
+    try:
+        backend = stepfunctions_parser_backends[parts[4]][parts[3]]
+        return str(backend.describe_execution(execution_arn).status) in ("RUNNING", "ExecutionStatus.RUNNING")
+    except Exception:  # noqa: BLE001 - unknown: let the real DescribeExecution answer
+        return False
+
+
+def _sync_polls_back_off() -> None:
+    """AWS completes `.sync` tasks from the child's own completion event; moto polls
+    DescribeExecution over HTTP every 0.5 s per task, which with hundreds of replication
+    executions in flight is hundreds of calls a second into this one process. Each look now
+    waits longer than the one before (capped), asks the backend in-process whether the child
+    still runs, and makes the real DescribeExecution call only once it has ended."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    def backing_off(build: Any) -> Any:
+        def build_resolver(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+            submitted = env.stack[-1] if env.stack else {}
+            execution_arn = submitted.get("ExecutionArn") if isinstance(submitted, dict) else None
+            resolver = build(self, env, *args, **kwargs)
+            delays = sync_poll_delays()
+            first = [True]
+
+            def resolve() -> Any:
+                if not first[0]:
+                    # moto's loop has slept 0.5 s already.
+                    time.sleep(max(0.0, next(delays) - 0.5))
+                first[0] = False
+                if execution_arn and child_is_running(execution_arn):
+                    return None
+                return resolver()
+
+            return resolve
+
+        return build_resolver
+
+    StateTaskServiceSfn._build_sync_resolver = backing_off(StateTaskServiceSfn._build_sync_resolver)
+    StateTaskServiceSfn._build_sync2_resolver = backing_off(StateTaskServiceSfn._build_sync2_resolver)

@@ -1,0 +1,315 @@
+//! In-memory fakes of the ports (feature `fakes`): the logic's tests and benchmarks run on
+//! them without the local AWS. They count the calls the SDK adapters would make (a listing by
+//! tag costs one call per page of [`PAGE_SIZE`](crate::adapters::ec2::PAGE_SIZE) items), so a
+//! benchmark can report EC2 calls for fleets the emulator is too slow to seed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::adapters::ec2::PAGE_SIZE;
+use crate::config::Config;
+use crate::deps::Deps;
+use crate::ports::{
+    AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events, FastRestore,
+    FsrChange, FsrState, ImageInfo, Images, KeyInfo, Keys, SnapshotInfo, Snapshots, Tag, Tagging,
+    WorkStore,
+};
+
+fn carries(tags: &[Tag], wanted: &[Tag]) -> bool {
+    wanted.iter().all(|w| {
+        tags.iter()
+            .any(|t| t.key == w.key && (w.value.is_empty() || t.value == w.value))
+    })
+}
+
+fn pages(items: usize) -> usize {
+    items.div_ceil(PAGE_SIZE as usize).max(1)
+}
+
+/// EC2 in memory: images and snapshots per Region, and the calls made, by action.
+#[derive(Default)]
+pub struct FakeEc2 {
+    pub images: Mutex<BTreeMap<String, Vec<ImageInfo>>>,
+    pub snapshots: Mutex<BTreeMap<String, Vec<SnapshotInfo>>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeEc2 {
+    fn count(&self, action: &'static str, calls: usize) {
+        *self.calls.lock().unwrap().entry(action).or_insert(0) += calls;
+    }
+
+    /// Every call made so far.
+    pub fn total_calls(&self) -> usize {
+        self.calls.lock().unwrap().values().sum()
+    }
+
+    pub fn add_image(&self, region: &str, image: ImageInfo) {
+        self.images
+            .lock()
+            .unwrap()
+            .entry(region.into())
+            .or_default()
+            .push(image);
+    }
+
+    pub fn add_snapshot(&self, region: &str, snapshot: SnapshotInfo) {
+        self.snapshots
+            .lock()
+            .unwrap()
+            .entry(region.into())
+            .or_default()
+            .push(snapshot);
+    }
+}
+
+fn unsupported(operation: &str) -> AwsError {
+    AwsError::Service {
+        code: "UnsupportedOperation".into(),
+        message: format!("{operation} is not faked"),
+    }
+}
+
+#[async_trait]
+impl Images for FakeEc2 {
+    async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<ImageInfo>> {
+        self.count("DescribeImages", 1);
+        let images = self.images.lock().unwrap();
+        Ok(images
+            .get(region)
+            .and_then(|all| all.iter().find(|i| i.image_id == image_id).cloned()))
+    }
+
+    async fn copy_image(&self, _: &str, _: &CopyImageRequest) -> AwsResult<String> {
+        Err(unsupported("CopyImage"))
+    }
+
+    async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>> {
+        let images = self.images.lock().unwrap();
+        let found: Vec<ImageInfo> = images
+            .get(region)
+            .map(|all| {
+                all.iter()
+                    .filter(|i| carries(&i.tags, tags))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(images);
+        self.count("DescribeImages", pages(found.len()));
+        Ok(found)
+    }
+
+    async fn deregister_image(&self, _: &str, _: &str) -> AwsResult<()> {
+        Err(unsupported("DeregisterImage"))
+    }
+}
+
+#[async_trait]
+impl Snapshots for FakeEc2 {
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> AwsResult<Vec<SnapshotInfo>> {
+        self.count("DescribeSnapshots", 1);
+        let snapshots = self.snapshots.lock().unwrap();
+        Ok(snapshots
+            .get(region)
+            .map(|all| {
+                all.iter()
+                    .filter(|s| ids.contains(&s.snapshot_id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn find_snapshots_tagged(
+        &self,
+        region: &str,
+        tags: &[Tag],
+    ) -> AwsResult<Vec<SnapshotInfo>> {
+        let snapshots = self.snapshots.lock().unwrap();
+        let found: Vec<SnapshotInfo> = snapshots
+            .get(region)
+            .map(|all| {
+                all.iter()
+                    .filter(|s| carries(&s.tags, tags))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(snapshots);
+        self.count("DescribeSnapshots", pages(found.len()));
+        Ok(found)
+    }
+
+    async fn copy_snapshot(&self, _: &str, _: &CopySnapshotRequest) -> AwsResult<String> {
+        Err(unsupported("CopySnapshot"))
+    }
+
+    async fn delete_snapshot(&self, _: &str, _: &str) -> AwsResult<()> {
+        Err(unsupported("DeleteSnapshot"))
+    }
+}
+
+#[async_trait]
+impl Tagging for FakeEc2 {
+    async fn create_tags(&self, region: &str, ids: &[String], tags: &[Tag]) -> AwsResult<()> {
+        self.count("CreateTags", 1);
+        let mut snapshots = self.snapshots.lock().unwrap();
+        for snapshot in snapshots.entry(region.into()).or_default() {
+            if ids.contains(&snapshot.snapshot_id) {
+                snapshot
+                    .tags
+                    .retain(|t| !tags.iter().any(|n| n.key == t.key));
+                snapshot.tags.extend(tags.iter().cloned());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FastRestore for FakeEc2 {
+    async fn availability_zones(&self, region: &str) -> AwsResult<Vec<String>> {
+        Ok(["a", "b", "c"]
+            .iter()
+            .map(|z| format!("{region}{z}"))
+            .collect())
+    }
+    async fn enable(&self, _: &str, _: &[String], _: &[String]) -> AwsResult<FsrChange> {
+        Err(unsupported("EnableFastSnapshotRestores"))
+    }
+    async fn disable(&self, _: &str, _: &[String], _: &[String]) -> AwsResult<FsrChange> {
+        Err(unsupported("DisableFastSnapshotRestores"))
+    }
+    async fn describe(&self, _: &str, _: &[String]) -> AwsResult<Vec<FsrState>> {
+        Ok(vec![])
+    }
+}
+
+/// KMS with no keys.
+pub struct NoKeys;
+
+#[async_trait]
+impl Keys for NoKeys {
+    async fn describe_key(&self, _: &str, key_id: &str) -> AwsResult<KeyInfo> {
+        Err(AwsError::Service {
+            code: "NotFoundException".into(),
+            message: format!("{key_id} is not faked"),
+        })
+    }
+}
+
+/// EventBridge that keeps what it is given.
+#[derive(Default)]
+pub struct FakeEvents {
+    pub published: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+#[async_trait]
+impl Events for FakeEvents {
+    async fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+        _: &[String],
+    ) -> AwsResult<()> {
+        self.published
+            .lock()
+            .unwrap()
+            .push((detail_type.into(), detail.clone()));
+        Ok(())
+    }
+}
+
+/// S3 in memory: `(bucket, key)` → body, and how many bytes were written.
+#[derive(Default)]
+pub struct MemoryStore {
+    pub objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    pub bytes_written: AtomicUsize,
+}
+
+#[async_trait]
+impl WorkStore for MemoryStore {
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> AwsResult<()> {
+        self.bytes_written.fetch_add(body.len(), Ordering::SeqCst);
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((bucket.into(), key.into()), body);
+        Ok(())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> AwsResult<Option<Vec<u8>>> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> AwsResult<Vec<String>> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+}
+
+/// A clock that says what it is told.
+pub struct FixedClock(pub AtomicU64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The fakes behind one set of handler dependencies.
+pub struct FakeWorld {
+    pub ec2: Arc<FakeEc2>,
+    pub store: Arc<MemoryStore>,
+    pub events: Arc<FakeEvents>,
+    pub deps: Deps,
+}
+
+impl FakeWorld {
+    /// Handlers over fresh fakes, with `config` (a work bucket is configured if it names none).
+    pub fn new(config: Config) -> FakeWorld {
+        let ec2 = Arc::new(FakeEc2::default());
+        let store = Arc::new(MemoryStore::default());
+        let events = Arc::new(FakeEvents::default());
+        let config = Config {
+            work_bucket: config.work_bucket.or_else(|| Some("ferry-work".into())),
+            ..config
+        };
+        let deps = Deps {
+            config,
+            keys: Arc::new(NoKeys),
+            images: ec2.clone(),
+            snapshots: ec2.clone(),
+            tagging: ec2.clone(),
+            fast_restore: ec2.clone(),
+            events: events.clone(),
+            work: store.clone(),
+            clock: Arc::new(FixedClock(AtomicU64::new(1_764_547_200))),
+        };
+        FakeWorld {
+            ec2,
+            store,
+            events,
+            deps,
+        }
+    }
+}
