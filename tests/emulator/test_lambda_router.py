@@ -47,17 +47,15 @@ class FakeWatch(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-@pytest.fixture(scope="module")
-def router(emu):
-    watch = ThreadingHTTPServer(("127.0.0.1", 0), FakeWatch)
-    threading.Thread(target=watch.serve_forever, daemon=True).start()
+def start_router(emu, watch, *args):
+    """The router in front of `watch` (start-copy served as `ok`), with extra `args`: (process, URL)."""
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "ferry_emulator.lambda_router",
             "--emulator", emu.url,
             "--lambda", f"http://127.0.0.1:{watch.server_port}",
             "--function", "ferry-start-copy=ok",
-            "--function", "ferry-check-copy=fails",
+            *args,
         ],
         env={**os.environ, "PYTHONPATH": str(PACKAGE_DIR)},
         stdin=subprocess.PIPE,
@@ -66,7 +64,15 @@ def router(emu):
     )
     line = proc.stdout.readline()
     assert line.startswith("FERRY_LAMBDA_ROUTER_READY http://127.0.0.1:"), line
-    yield line.split()[1]
+    return proc, line.split()[1]
+
+
+@pytest.fixture(scope="module")
+def router(emu):
+    watch = ThreadingHTTPServer(("127.0.0.1", 0), FakeWatch)
+    threading.Thread(target=watch.serve_forever, daemon=True).start()
+    proc, url = start_router(emu, watch, "--function", "ferry-check-copy=fails")
+    yield url
     proc.stdin.close()  # the router exits at stdin EOF
     assert proc.wait(10) == 0
     watch.shutdown()
@@ -197,20 +203,7 @@ def test_concurrency_holds_invocations_beyond_the_limit_in_the_router(emu):
     N of one function reach it at once; the rest wait in the router and are all answered."""
     watch = ThreadingHTTPServer(("127.0.0.1", 0), SlowWatch)
     threading.Thread(target=watch.serve_forever, daemon=True).start()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "ferry_emulator.lambda_router",
-            "--emulator", emu.url,
-            "--lambda", f"http://127.0.0.1:{watch.server_port}",
-            "--function", "ferry-start-copy=ok",
-            "--concurrency", "2",
-        ],
-        env={**os.environ, "PYTHONPATH": str(PACKAGE_DIR)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = proc.stdout.readline().split()[1]
+    proc, url = start_router(emu, watch, "--concurrency", "2")
     answers = []
 
     def invoke(i):

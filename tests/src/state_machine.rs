@@ -574,16 +574,6 @@ impl LocalStepFunctions {
         )
     }
 
-    /// The Step Functions client the harness uses (against the local AWS).
-    pub fn client(&self) -> &aws_sdk_sfn::Client {
-        &self.client
-    }
-
-    /// The run state machine's ARN.
-    pub fn run_machine(&self) -> &str {
-        &self.run_machine
-    }
-
     /// Runs one execution to its end.
     pub async fn run(&self, input: &Value) -> Execution {
         self.run_all(std::slice::from_ref(input)).await.remove(0)
@@ -629,18 +619,7 @@ impl LocalStepFunctions {
     async fn wait(&self, arn: &str) {
         let deadline = Instant::now() + Duration::from_secs(1500);
         loop {
-            let described = self
-                .client
-                .describe_execution()
-                .execution_arn(arn)
-                .send()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "DescribeExecution: {}",
-                        aws_sdk_sfn::error::DisplayErrorContext(&e)
-                    )
-                });
+            let described = self.describe(arn).await;
             if described.status() != &ExecutionStatus::Running {
                 break;
             }
@@ -728,10 +707,11 @@ impl LocalStepFunctions {
         found
     }
 
-    /// One execution, described and with its whole history.
-    async fn record(&self, arn: &str) -> ExecutionRecord {
-        let described = self
-            .client
+    async fn describe(
+        &self,
+        arn: &str,
+    ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+        self.client
             .describe_execution()
             .execution_arn(arn)
             .send()
@@ -741,7 +721,12 @@ impl LocalStepFunctions {
                     "DescribeExecution: {}",
                     aws_sdk_sfn::error::DisplayErrorContext(&e)
                 )
-            });
+            })
+    }
+
+    /// One execution, described and with its whole history.
+    async fn record(&self, arn: &str) -> ExecutionRecord {
+        let described = self.describe(arn).await;
         let mut pages = self
             .client
             .get_execution_history()

@@ -116,3 +116,21 @@ pub fn count(events: &[(String, Value)], detail_type: &str) -> usize {
         .filter(|(kind, _)| kind == detail_type)
         .count()
 }
+
+/// An EventBridge event from `tests/fixtures/events/<name>`.
+pub fn event_fixture(name: &str) -> Value {
+    let path = crate::local_aws::repo_root()
+        .join("tests/fixtures/events")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
+}
+
+/// EventBridge's `EC2 AMI State Change` (tests/fixtures/events/ami-available.json) for `image`
+/// in `region`.
+pub fn ami_available(region: &str, image: &str) -> Value {
+    let mut event = event_fixture("ami-available.json");
+    event["region"] = json!(region);
+    event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{image}")]);
+    event["detail"]["ImageId"] = json!(image);
+    event
+}

@@ -56,19 +56,12 @@ async fn source_snapshots(world: &World, key: &Key, count: usize) -> Vec<String>
 }
 
 fn fixture(name: &str) -> Value {
-    let path = ferry_tests::local_aws::repo_root()
-        .join("tests/fixtures/events")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
+    ferry_tests::world::event_fixture(name)
 }
 
-/// EventBridge's `EC2 AMI State Change` (tests/fixtures/events/ami-available.json) for `image`.
+/// EventBridge's `EC2 AMI State Change` for `image` in the source Region.
 fn ami_available(image: &str) -> Value {
-    let mut event = fixture("ami-available.json");
-    event["region"] = json!(SOURCE);
-    event["resources"] = json!([format!("arn:aws:ec2:{SOURCE}::image/{image}")]);
-    event["detail"]["ImageId"] = json!(image);
-    event
+    ferry_tests::world::ami_available(SOURCE, image)
 }
 
 /// EventBridge's `EBS Snapshot Notification` (tests/fixtures/events/snapshot-created.json) for `snapshot`.

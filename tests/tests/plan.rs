@@ -32,18 +32,11 @@ async fn world(max_in_flight: usize) -> World {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = ferry_tests::local_aws::repo_root()
-        .join("tests/fixtures/events")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    ferry_tests::world::event_fixture(name)
 }
 
 fn ami_event(region: &str, image: &str) -> Value {
-    let mut event = fixture("ami-available.json");
-    event["region"] = json!(region);
-    event["detail"]["ImageId"] = json!(image);
-    event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{image}")]);
-    event
+    ferry_tests::world::ami_available(region, image)
 }
 
 async fn tag(world: &World, region: &str, id: &str, key: &str, value: &str) {

@@ -15,27 +15,12 @@ use std::time::{Duration, Instant};
 use ferry_tests::figure;
 use ferry_tests::seed::tag_value;
 use ferry_tests::state_machine::{HISTORY_EVENT_LIMIT, PAYLOAD_LIMIT_BYTES};
-use ferry_tests::world::{policy, World, SELECTION_TAG, SOURCE};
+use ferry_tests::world::{ami_available, event_fixture, policy, World, SELECTION_TAG, SOURCE};
 use serde_json::{json, Value};
 
 const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-southeast-2"];
 const QUOTA: u64 = 20;
 const BURST: usize = 50;
-
-fn fixture(name: &str) -> Value {
-    let path = ferry_tests::local_aws::repo_root()
-        .join("tests/fixtures/events")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ami_available(image: &str) -> Value {
-    let mut event = fixture("ami-available.json");
-    event["region"] = json!(SOURCE);
-    event["resources"] = json!([format!("arn:aws:ec2:{SOURCE}::image/{image}")]);
-    event["detail"]["ImageId"] = json!(image);
-    event
-}
 
 async fn select(world: &World, ids: &[String]) {
     let tag = aws_sdk_ec2::types::Tag::builder()
@@ -107,8 +92,8 @@ async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_o
     let burst: Vec<&String> = images.iter().rev().take(BURST).collect();
     let seeded = started.elapsed();
 
-    let mut inputs = vec![fixture("scheduled-event.json")];
-    inputs.extend(burst.iter().map(|image| ami_available(image)));
+    let mut inputs = vec![event_fixture("scheduled-event.json")];
+    inputs.extend(burst.iter().map(|image| ami_available(SOURCE, image)));
     let runs = world.sfn.run_all(&inputs).await;
     let ran = started.elapsed() - seeded;
 

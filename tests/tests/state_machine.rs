@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use ferry_tests::seed::{tag_value, Key};
-use ferry_tests::world::{count, ferry_events, World, SELECTION_TAG, SOURCE};
+use ferry_tests::world::{
+    ami_available, count, event_fixture, ferry_events, World, SELECTION_TAG, SOURCE,
+};
 use ferry_tests::Execution;
 use serde_json::{json, Value};
 
@@ -38,19 +40,6 @@ async fn source_image(world: &World, selected: bool) -> String {
             .expect("CreateTags");
     }
     image
-}
-
-/// EventBridge's `EC2 AMI State Change` (tests/fixtures/events/ami-available.json) for `image`.
-fn ami_available(region: &str, image: &str) -> Value {
-    let fixture =
-        ferry_tests::local_aws::repo_root().join("tests/fixtures/events/ami-available.json");
-    let mut event: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture"))
-            .expect("fixture JSON");
-    event["region"] = json!(region);
-    event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{image}")]);
-    event["detail"]["ImageId"] = json!(image);
-    event
 }
 
 fn report(test: &str, execution: &Execution) {
@@ -492,11 +481,9 @@ async fn a_console_request_replicates_and_the_replicas_own_ami_event_is_skipped_
     assert_eq!(world.seed.owned_images(WEST).await.len(), 1);
 }
 
-/// EventBridge's `Scheduled Event` (tests/fixtures/events/scheduled-event.json), now.
+/// EventBridge's `Scheduled Event` (tests/fixtures/events/scheduled-event.json).
 fn schedule() -> Value {
-    let fixture =
-        ferry_tests::local_aws::repo_root().join("tests/fixtures/events/scheduled-event.json");
-    serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("fixture JSON")
+    event_fixture("scheduled-event.json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

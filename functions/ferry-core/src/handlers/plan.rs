@@ -412,34 +412,50 @@ struct SourceListing {
     backing_dropped: usize,
 }
 
+/// The available images and completed snapshots of this account in `region` that carry every
+/// one of `tags`: one paginated listing of each, both at once.
+async fn list_settled(
+    deps: &Deps,
+    region: &str,
+    tags: &[Tag],
+) -> Result<(Vec<ImageInfo>, Vec<SnapshotInfo>), FerryError> {
+    let (images, snapshots) = futures::try_join!(
+        async {
+            deps.images
+                .find_images_tagged(region, tags)
+                .await
+                .map_err(|e| aws_failure("ec2:DescribeImages", e))
+        },
+        async {
+            deps.snapshots
+                .find_snapshots_tagged(region, tags)
+                .await
+                .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))
+        }
+    )?;
+    Ok((
+        images
+            .into_iter()
+            .filter(|i| i.state == "available")
+            .collect(),
+        snapshots
+            .into_iter()
+            .filter(|s| s.state == "completed")
+            .collect(),
+    ))
+}
+
 async fn list_sources(
     deps: &Deps,
     policy: &Policy,
     region: &str,
 ) -> Result<SourceListing, FerryError> {
     let selection = [Tag::new(&policy.selection.tag_key, "")];
-    let (images, snapshots) = futures::try_join!(
-        async {
-            deps.images
-                .find_images_tagged(region, &selection)
-                .await
-                .map_err(|e| aws_failure("ec2:DescribeImages", e))
-        },
-        async {
-            deps.snapshots
-                .find_snapshots_tagged(region, &selection)
-                .await
-                .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))
-        }
-    )?;
-    let images: Vec<ImageInfo> = images
-        .into_iter()
-        .filter(|i| i.state == "available")
-        .collect();
+    let (images, snapshots) = list_settled(deps, region, &selection).await?;
     let backing = backing_snapshots(&images);
-    let completed = snapshots.into_iter().filter(|s| s.state == "completed");
-    let (dropped, snapshots): (Vec<_>, Vec<_>) =
-        completed.partition(|s| backing.contains(&s.snapshot_id));
+    let (dropped, snapshots): (Vec<_>, Vec<_>) = snapshots
+        .into_iter()
+        .partition(|s| backing.contains(&s.snapshot_id));
     Ok(SourceListing {
         region: region.to_string(),
         images,
@@ -457,30 +473,11 @@ async fn list_verified(
         Tag::new(lineage::MANAGED_BY, "ferry"),
         Tag::new(lineage::VERIFIED_AT, ""),
     ];
-    let (images, snapshots) = futures::try_join!(
-        async {
-            deps.images
-                .find_images_tagged(destination, &ours)
-                .await
-                .map_err(|e| aws_failure("ec2:DescribeImages", e))
-        },
-        async {
-            deps.snapshots
-                .find_snapshots_tagged(destination, &ours)
-                .await
-                .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))
-        }
-    )?;
+    let (images, snapshots) = list_settled(deps, destination, &ours).await?;
     let tags = images
         .iter()
-        .filter(|i| i.state == "available")
         .map(|i| i.tags.as_slice())
-        .chain(
-            snapshots
-                .iter()
-                .filter(|s| s.state == "completed")
-                .map(|s| s.tags.as_slice()),
-        );
+        .chain(snapshots.iter().map(|s| s.tags.as_slice()));
     Ok(verified_replicas(destination, tags))
 }
 

@@ -6,7 +6,7 @@
 //! itself, so a snapshot that backs a selected AMI never needs a copy of its own; Step Functions
 //! execution names are at most 80 characters of `[A-Za-z0-9_-]`, unique per state machine.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -292,14 +292,6 @@ pub fn already_replicated(
                 .count()
         })
         .sum()
-}
-
-/// Per-Region counts, in order.
-pub fn counts(lists: &[RegionWorkList]) -> BTreeMap<String, usize> {
-    lists
-        .iter()
-        .map(|l| (l.region.clone(), l.items.len()))
-        .collect()
 }
 
 #[cfg(test)]
