@@ -310,6 +310,7 @@ fn log_file(path: &Path) -> Stdio {
 }
 
 /// Children die with the thread that started them (the test's), even when it is killed.
+#[allow(unsafe_code)] // the workspace's one unsafe block: pre_exec has no safe form
 fn die_with_parent(command: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
