@@ -23,6 +23,7 @@
 //! read back with `GetExecutionHistory`, as AWS keeps them, and measured (events, largest
 //! state input or output) against Step Functions' hard limits.
 
+use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -137,6 +138,16 @@ pub struct ExecutionRecord {
     pub states: Vec<Value>,
 }
 
+impl ExecutionRecord {
+    /// Its own state transitions as AWS bills them: one per state entered, one per retry.
+    pub fn state_transitions(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|e| e["type"] == "StateEntered" || e["type"] == "StateRetried")
+            .count()
+    }
+}
+
 /// One finished run, with every replication execution it started.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -218,10 +229,26 @@ impl Execution {
     }
 }
 
-/// The binaries of [`FUNCTIONS`], built once per test process.
+/// The binaries of [`FUNCTIONS`], built once per test process. `FERRY_FUNCTIONS_DIR=path` takes
+/// them from that folder instead, unbuilt (the benchmark runs the release binaries so).
 fn function_binaries() -> &'static BTreeMap<String, PathBuf> {
     static BINARIES: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     BINARIES.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("FERRY_FUNCTIONS_DIR").filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            return FUNCTIONS
+                .iter()
+                .map(|name| {
+                    let binary = dir.join(name);
+                    assert!(
+                        binary.is_file(),
+                        "FERRY_FUNCTIONS_DIR: no {}",
+                        binary.display()
+                    );
+                    (name.to_string(), binary)
+                })
+                .collect();
+        }
         let started = Instant::now();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
@@ -546,8 +573,13 @@ impl LocalStepFunctions {
     /// Every Retry pauses `pause` instead of the default 100 ms, for the states retried from now
     /// on (e.g. to give a retrier's `MaxAttempts` the span of time it has on AWS).
     pub fn set_retry_pause(&mut self, pause: Duration) {
+        self.set_pauses(Duration::from_secs_f64(WAIT_SECONDS), pause);
+    }
+
+    /// Every Wait state waits `wait` (instead of 250 ms) and every Retry pauses `retry`, from now on.
+    pub fn set_pauses(&mut self, wait: Duration, retry: Duration) {
         self.aws.configure(json!({
-            "stepFunctions": {"waitSeconds": WAIT_SECONDS, "retrySeconds": pause.as_secs_f64()},
+            "stepFunctions": {"waitSeconds": wait.as_secs_f64(), "retrySeconds": retry.as_secs_f64()},
         }));
     }
 
@@ -608,11 +640,18 @@ impl LocalStepFunctions {
         for arn in &arns {
             self.wait(arn).await;
         }
+        let reading = Instant::now();
         let children = self.list(&self.replication_machine).await;
         let mut executions = vec![];
         for arn in arns {
             executions.push(self.read(&arn, &children).await);
         }
+        eprintln!(
+            "state machine harness: read {} runs and {} replication histories in {:.1?}",
+            executions.len(),
+            children.len(),
+            reading.elapsed()
+        );
         executions
     }
 
@@ -638,12 +677,13 @@ impl LocalStepFunctions {
     async fn read(&self, arn: &str, children: &[(String, String)]) -> Execution {
         let run = self.record(arn).await;
         let prefix = format!("{}-", ferry_core::rules::plan::run_tag(&run.arn));
-        let mut replications = vec![];
-        for child in children {
-            if child.1.starts_with(&prefix) {
-                replications.push(self.record(&child.0).await);
-            }
-        }
+        // A few histories at once: the emulator answers one at a time, the rest overlaps.
+        let mut replications: Vec<ExecutionRecord> =
+            futures::stream::iter(children.iter().filter(|child| child.1.starts_with(&prefix)))
+                .map(|child| self.record(&child.0))
+                .buffer_unordered(4)
+                .collect()
+                .await;
         replications.sort_by(|a, b| a.name.cmp(&b.name));
         let regions = run
             .states
@@ -652,19 +692,13 @@ impl LocalStepFunctions {
             .count();
         let region_children =
             run.output["regions"].as_array().map(Vec::len).unwrap_or(0) * regions.min(1);
-        let entered_and_retried = |r: &ExecutionRecord| {
-            r.states
-                .iter()
-                .filter(|e| e["type"] == "StateEntered" || e["type"] == "StateRetried")
-                .count()
-        };
         // Each Distributed Map child runs one state of its own (Replications per Region,
         // Replicate per replication), which no history we can read shows.
-        let state_transitions = entered_and_retried(&run)
+        let state_transitions = run.state_transitions()
             + region_children
             + replications
                 .iter()
-                .map(|r| entered_and_retried(r) + 1)
+                .map(|r| r.state_transitions() + 1)
                 .sum::<usize>();
         let mut history = run.states.clone();
         for replication in &replications {

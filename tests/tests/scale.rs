@@ -5,9 +5,10 @@
 //! quota of 20 snapshot copies in flight per Region (the local AWS refuses the 21st with
 //! `ResourceLimitExceeded`, as AWS does).
 //!
-//! The sweep has 30 sources by default (390 replication executions in all): moto's engine runs
-//! every execution in one Python process, about one replication a second on the 2-core machine.
-//! `FERRY_SCALE_SOURCES=300` runs the 300-source sweep (1,200 replication executions).
+//! 300 sources and a burst of 50 by default (1,200 replication executions in all);
+//! `FERRY_SCALE_SOURCES=N` and `FERRY_SCALE_BURST=N` change them (a burst of 200 image builds
+//! alone: `FERRY_SCALE_SOURCES=0 FERRY_SCALE_BURST=200`). moto's engine runs every execution
+//! in one Python process, about two replications a second on the 2-core machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -20,7 +21,9 @@ use serde_json::{json, Value};
 
 const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-southeast-2"];
 const QUOTA: u64 = 20;
-const BURST: usize = 50;
+/// Long enough that, at the rate the local engine starts replications, the 20 slots of a Region
+/// fill and AWS's `ResourceLimitExceeded` has to be waited out.
+const COPY_SECONDS: f64 = 20.0;
 
 async fn select(world: &World, ids: &[String]) {
     let tag = aws_sdk_ec2::types::Tag::builder()
@@ -41,21 +44,30 @@ async fn select(world: &World, ids: &[String]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_once_each_within_every_limit(
+async fn a_sweep_to_3_regions_and_a_burst_of_image_builds_at_once_replicate_once_each_within_every_limit(
 ) {
     let started = Instant::now();
-    let sources: usize = std::env::var("FERRY_SCALE_SOURCES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(30);
+    let count = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let (sources, burst_size) = (
+        count("FERRY_SCALE_SOURCES", 300),
+        count("FERRY_SCALE_BURST", 50),
+    );
     let destinations: Vec<Value> = REGIONS
         .iter()
         .map(|r| json!({"region": r, "kmsKeyId": format!("alias/dr-{r}")}))
         .collect();
-    let mut world = World::start(policy(json!(destinations), QUOTA as usize), 1.0).await;
-    // A copy takes 1 s here: a refused copy waits 1 s (60-900 s jittered on AWS, as long
-    // relative to a real copy) before it asks again.
-    world.sfn.set_retry_pause(Duration::from_secs(1));
+    let mut world = World::start(policy(json!(destinations), QUOTA as usize), COPY_SECONDS).await;
+    // A copy is checked every half copy, and a refused copy asks again after a quarter of a
+    // copy (on AWS: a quarter of the elapsed time, and 60-900 s jittered).
+    world.sfn.set_pauses(
+        Duration::from_secs_f64(COPY_SECONDS / 2.0),
+        Duration::from_secs_f64(COPY_SECONDS / 4.0),
+    );
     let mut keys = BTreeMap::new();
     for region in REGIONS {
         keys.insert(
@@ -71,7 +83,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_o
     // snapshot tagged as well), the rest snapshots; then the image builds of the burst.
     let source_key = world.seed.key(SOURCE).await;
     let (mut selected, mut backing, mut images) = (vec![], vec![], vec![]);
-    for i in 0..sources + BURST {
+    for i in 0..sources + burst_size {
         let snapshot = world.seed.snapshot(SOURCE, Some(&source_key), 8).await;
         if i % 3 == 0 || i >= sources {
             let image = world
@@ -89,7 +101,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_o
         }
     }
     select(&world, &selected).await;
-    let burst: Vec<&String> = images.iter().rev().take(BURST).collect();
+    let burst: Vec<&String> = images.iter().rev().take(burst_size).collect();
     let seeded = started.elapsed();
 
     let mut inputs = vec![event_fixture("scheduled-event.json")];
@@ -107,7 +119,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_o
         );
     }
     let sweep = &runs[0];
-    let distinct_sources = sources + BURST;
+    let distinct_sources = sources + burst_size;
     assert_eq!(
         sweep.output["replicationCount"].as_u64(),
         Some((distinct_sources * REGIONS.len()) as u64),
@@ -208,7 +220,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_50_image_builds_at_once_replicate_o
     figure(
         "scale",
         &format!(
-            "a sweep of {sources} sources ({} AMIs, {} backing snapshots dropped) to 3 Regions with a burst of {BURST} image events at once: {} runs, {replication_executions} replication executions, {replicas} replicas verified, {duplicates} duplicates, 0 backing snapshots copied alone, 0 failed; largest history {largest_history} events (limit 25,000), largest state payload {largest_payload} B (run: {largest_run_payload} B; limit 256 KiB), peak copies in flight {peaks:?} (quota {QUOTA}), {refused} ResourceLimitExceeded waited out, {transitions} state transitions [seeded in {seeded:.0?}, ran in {ran:.0?}]",
+            "a sweep of {sources} sources ({} AMIs, {} backing snapshots dropped) to 3 Regions with a burst of {burst_size} image events at once: {} runs, {replication_executions} replication executions, {replicas} replicas verified, {duplicates} duplicates, 0 backing snapshots copied alone, 0 failed; largest history {largest_history} events (limit 25,000), largest state payload {largest_payload} B (run: {largest_run_payload} B; limit 256 KiB), peak copies in flight {peaks:?} (quota {QUOTA}), {refused} ResourceLimitExceeded waited out, {transitions} state transitions [seeded in {seeded:.0?}, ran in {ran:.0?}]",
             images.len(),
             backing.len(),
             runs.len(),

@@ -12,8 +12,9 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import copies, fsr, images, kms, stepfunctions, volumes
+    from . import copies, cost, fsr, images, kms, stepfunctions, volumes
 
+    cost.apply()
     kms.apply()
     images.apply()
     volumes.apply()

@@ -11,6 +11,7 @@ Wait state / Retry pause entered afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -60,6 +61,7 @@ def _patch_engine() -> None:
         import moto.stepfunctions.parser.models  # noqa: F401 - imports every engine module
 
         _integer_tolerated_failure_percentage()
+        _each_text_parsed_once()
         _engine_clients_go_to_the_emulator()
         _wait_seconds_override()
         _retry_seconds_override()
@@ -112,6 +114,20 @@ def _integer_tolerated_failure_percentage() -> None:
     AmazonStateLanguageParser.parse = staticmethod(parse)
 
 
+def _each_text_parsed_once() -> None:
+    """moto parses the definition again for every execution and every Map child, and each
+    JSONPath again every time a state reads one, which costs more than running them. Parsed
+    programs and paths keep no execution's state (that lives in the execution's environment),
+    so one parse serves every use of the same text."""
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    AmazonStateLanguageParser.parse = staticmethod(functools.lru_cache(maxsize=64)(AmazonStateLanguageParser.parse))
+    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)
+    result_path.parse = functools.lru_cache(maxsize=4096)(result_path.parse)
+
+
 # --- the engine's AWS clients ---------------------------------------------------------------
 
 
@@ -137,21 +153,31 @@ def _engine_clients_go_to_the_emulator() -> None:
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
+    # One client per (Region, service, endpoint): botocore clients are thread-safe, and
+    # building one costs more than the call it makes.
+    clients: dict[tuple[str, str, str], Any] = {}
+    clients_lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        return boto3.client(
-            service_name=service,
-            region_name=region,
-            endpoint_url=engine_endpoint(service),
-            aws_access_key_id=ENGINE_ACCESS_KEY,
-            aws_secret_access_key="state-machine-secret",
-            config=Config(
-                parameter_validation=False,
-                retries={"max_attempts": 0, "total_max_attempts": 1},
-                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-            ),
-        )
+        key = (region, service, engine_endpoint(service))
+        with clients_lock:
+            client = clients.get(key)
+            if client is None:
+                client = clients[key] = boto3.client(
+                    service_name=service,
+                    region_name=region,
+                    endpoint_url=key[2],
+                    aws_access_key_id=ENGINE_ACCESS_KEY,
+                    aws_secret_access_key="state-machine-secret",
+                    config=Config(
+                        parameter_validation=False,
+                        retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=64,
+                    ),
+                )
+        return client
 
     for name, module in list(sys.modules.items()):
         if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
