@@ -12,13 +12,14 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import copies, fsr, images, kms, stepfunctions, volumes
+    from . import associated_keys, copies, fsr, images, kms, stepfunctions, volumes
 
     kms.apply()
     images.apply()
     volumes.apply()
     copies.apply()
     fsr.apply()
+    associated_keys.apply()
     stepfunctions.apply()
     _applied = True
 
