@@ -60,9 +60,19 @@ fn flag_text(flag: &Flag) -> String {
             recorded,
             actual,
         } => format!("DRIFT {snapshot_id} under {actual}, recorded {recorded}"),
+        Flag::AssociatedKey {
+            snapshot_id,
+            key_arns,
+        } => format!(
+            "DRIFT {snapshot_id} has another key associated: {}",
+            key_arns.join(", ")
+        ),
         Flag::Unencrypted { snapshot_id } => format!("UNENCRYPTED {snapshot_id}"),
         Flag::NotVerified => "NOT VERIFIED".into(),
         Flag::BrokenLineage { source } => format!("BROKEN LINEAGE: {source} is gone"),
+        Flag::LineageContradicted { claimed, recorded } => {
+            format!("LINEAGE CONTRADICTED: tags claim {claimed}, AWS records {recorded}")
+        }
         Flag::FsrPastDue {
             due_at,
             zones,

@@ -252,6 +252,14 @@ pub fn proof(document: &Value) -> String {
             snapshot["sourceKmsKeyArn"].as_str().unwrap_or("none")
         ));
     }
+    let aws = &verification["awsLineage"];
+    if aws.is_object() {
+        lines.push(format!(
+            "    AWS records it as a copy of {}/{} (DescribeImages SourceImageRegion/SourceImageId)",
+            text(&aws["sourceImageRegion"]),
+            text(&aws["sourceImageId"])
+        ));
+    }
     let lineage = &document["evidence"]["lineage"];
     lines.push(format!(
         "    lineage: {} tags on {} resources (replication {}); evidence published: {}",

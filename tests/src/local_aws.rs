@@ -207,6 +207,61 @@ impl LocalAws {
         )
     }
 
+    /// `AssociateKmsKeyId` on a snapshot in `region`: another key, a second way to read its data
+    /// (aws-sdk-ec2 1.274 has no such operation, so it goes as EC2's own query request).
+    pub fn associate_kms_key(&self, region: &str, snapshot_id: &str, kms_key_id: &str) {
+        self.ec2_query(
+            region,
+            &[
+                ("Action", "AssociateKmsKeyId"),
+                ("SnapshotId", snapshot_id),
+                ("KmsKeyId", kms_key_id),
+            ],
+        );
+    }
+
+    /// `DisassociateKmsKeyId`: the key no longer reads the snapshot.
+    pub fn disassociate_kms_key(&self, region: &str, snapshot_id: &str, kms_key_id: &str) {
+        self.ec2_query(
+            region,
+            &[
+                ("Action", "DisassociateKmsKeyId"),
+                ("SnapshotId", snapshot_id),
+                ("KmsKeyId", kms_key_id),
+            ],
+        );
+    }
+
+    /// One EC2 query-protocol call in `region` (the Region travels in the SigV4 credential
+    /// scope, which the local AWS reads and does not verify); panics unless it answers 200.
+    fn ec2_query(&self, region: &str, params: &[(&str, &str)]) -> String {
+        let body = params
+            .iter()
+            .chain(&[("Version", "2016-11-15")])
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={TEST_ACCESS_KEY_ID}/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let mut stream =
+            TcpStream::connect(&self.address).expect("the local AWS accepts connections");
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .expect("request sent");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response read");
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "{params:?}: {response}"
+        );
+        response
+    }
+
     /// Every EventBridge entry published.
     pub fn events(&self) -> Vec<Value> {
         self.control("GET", "/_ferry/events", None)
@@ -214,6 +269,19 @@ impl LocalAws {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// `application/x-www-form-urlencoded` value encoding (unreserved characters kept).
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One JSON request to a local control endpoint (`host:port`); panics unless it answers 200.

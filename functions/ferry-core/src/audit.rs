@@ -1,14 +1,15 @@
 //! The fleet audit: every replica ferry made in some Regions, rebuilt from its lineage tags and
-//! checked against what EC2 reports now. Flags drift, unverified replicas, broken lineage,
-//! unencrypted snapshots and FSR left on past its `ferry:fsr-disable-at`.
+//! checked against what EC2 reports now. Flags drift (a snapshot under another key, or with
+//! another key associated), unverified replicas, broken lineage, lineage tags that AWS's own
+//! record contradicts, unencrypted snapshots and FSR left on past its `ferry:fsr-disable-at`.
 
 use serde::Serialize;
 
 use crate::deps::Deps;
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
-use crate::ports::{SnapshotInfo, Tag};
-use crate::rules::lineage;
+use crate::ports::{ImageInfo, SnapshotInfo, Tag};
+use crate::rules::lineage::{self, aws_lineage_agrees, aws_recorded_source, source_label};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -19,6 +20,12 @@ pub enum Flag {
         recorded: String,
         actual: String,
     },
+    /// Drift: a snapshot has KMS keys associated besides its own (`AssociateKmsKeyId`), each a
+    /// second way to read the data.
+    AssociatedKey {
+        snapshot_id: String,
+        key_arns: Vec<String>,
+    },
     Unencrypted {
         snapshot_id: String,
     },
@@ -27,6 +34,12 @@ pub enum Flag {
     /// The source no longer exists.
     BrokenLineage {
         source: String,
+    },
+    /// An AMI replica's `ferry:source-*` tags claim a source that AWS's own lineage record
+    /// (DescribeImages `SourceImageRegion`/`SourceImageId`) contradicts, or AWS records none.
+    LineageContradicted {
+        claimed: String,
+        recorded: String,
     },
     /// FSR ferry enabled is still on past its `ferry:fsr-disable-at`: billed per zone-hour.
     FsrPastDue {
@@ -45,6 +58,8 @@ pub struct AuditedSnapshot {
     pub source_key_arn: Option<String>,
     pub encrypted: bool,
     pub key_arn: Option<String>,
+    /// KMS keys associated besides `key_arn` (none on a compliant replica).
+    pub associated_key_arns: Vec<String>,
     /// FSR state per Availability Zone.
     pub fsr: Vec<(String, String)>,
 }
@@ -63,6 +78,8 @@ pub struct ReplicaAudit {
     pub key_alias: Option<String>,
     pub batch: Option<String>,
     pub verified_at: Option<String>,
+    /// For an AMI replica: the source AWS recorded for it (`region/id`, or `none recorded`).
+    pub aws_source: Option<String>,
     pub snapshots: Vec<AuditedSnapshot>,
     pub flags: Vec<Flag>,
 }
@@ -97,6 +114,12 @@ pub fn flags(
                 actual: snapshot.kms_key_id.clone().unwrap_or_else(|| "none".into()),
             });
         }
+        if !snapshot.associated_kms_key_ids.is_empty() {
+            flags.push(Flag::AssociatedKey {
+                snapshot_id: snapshot.snapshot_id.clone(),
+                key_arns: snapshot.associated_kms_key_ids.clone(),
+            });
+        }
     }
     if !source_exists {
         flags.push(Flag::BrokenLineage {
@@ -104,6 +127,24 @@ pub fn flags(
         });
     }
     flags
+}
+
+/// An AMI replica whose `ferry:source-region`/`ferry:source-id` tags claim a source that AWS's
+/// own lineage record of the image does not name (tags can be forged; the record cannot).
+pub fn lineage_contradiction(image: &ImageInfo) -> Option<Flag> {
+    let (region, id) = (
+        tag(&image.tags, lineage::SOURCE_REGION),
+        tag(&image.tags, lineage::SOURCE_ID),
+    );
+    if let (Some(region), Some(id)) = (&region, &id) {
+        if aws_lineage_agrees(image, region, id) {
+            return None;
+        }
+    }
+    Some(Flag::LineageContradicted {
+        claimed: source_label(region.as_deref(), id.as_deref()),
+        recorded: aws_recorded_source(image),
+    })
 }
 
 /// FSR still on, on snapshots whose `ferry:fsr-disable-at` has passed, as one flag.
@@ -134,6 +175,16 @@ pub fn fsr_past_due(
     })
 }
 
+/// One replica as the audit gathers it: id, state, tags, snapshots, and for an AMI, AWS's
+/// recorded source with the flag its contradiction raises.
+type Entry = (
+    String,
+    String,
+    Vec<Tag>,
+    Vec<SnapshotInfo>,
+    Option<(String, Option<Flag>)>,
+);
+
 /// Audits every replica ferry made in `regions`.
 pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>, FerryError> {
     let ours = [Tag::new(lineage::MANAGED_BY, "ferry")];
@@ -154,7 +205,9 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
             .describe(region, &[])
             .await
             .map_err(|e| aws_failure("ec2:DescribeFastSnapshotRestores", e))?;
-        let mut entries: Vec<(String, String, Vec<Tag>, Vec<SnapshotInfo>)> = vec![];
+        // (replica id, state, tags, snapshots, for an AMI: AWS's recorded source and whether
+        // the tags contradict it)
+        let mut entries: Vec<Entry> = vec![];
         for image in images {
             let members = image
                 .snapshots
@@ -166,7 +219,8 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                         .cloned()
                 })
                 .collect();
-            entries.push((image.image_id, image.state, image.tags, members));
+            let aws = (aws_recorded_source(&image), lineage_contradiction(&image));
+            entries.push((image.image_id, image.state, image.tags, members, Some(aws)));
         }
         // Standalone snapshot replicas: their source is a snapshot, not an AMI.
         for snapshot in all_snapshots
@@ -178,9 +232,14 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 snapshot.state.clone(),
                 snapshot.tags.clone(),
                 vec![snapshot.clone()],
+                None,
             ));
         }
-        for (destination_id, state, tags, members) in entries {
+        for (destination_id, state, tags, members, aws) in entries {
+            let (aws_source, contradiction) = match aws {
+                Some((recorded, flag)) => (Some(recorded), flag),
+                None => (None, None),
+            };
             let (source_region, source_id) = (
                 tag(&tags, lineage::SOURCE_REGION),
                 tag(&tags, lineage::SOURCE_ID),
@@ -202,11 +261,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
             };
             let key_arn = tag(&tags, lineage::KEY_ARN);
             let verified_at = tag(&tags, lineage::VERIFIED_AT);
-            let source = format!(
-                "{}/{}",
-                source_region.as_deref().unwrap_or("?"),
-                source_id.as_deref().unwrap_or("?")
-            );
+            let source = source_label(source_region.as_deref(), source_id.as_deref());
             let mut flags = flags(
                 key_arn.as_deref(),
                 verified_at.as_deref(),
@@ -214,6 +269,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 &source,
                 &members,
             );
+            flags.extend(contradiction);
             flags.extend(fsr_past_due(&members, &fsr, deps.clock.now()));
             let snapshots = members
                 .iter()
@@ -223,6 +279,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                     source_key_arn: tag(&s.tags, lineage::SOURCE_KEY_ARN),
                     encrypted: s.encrypted,
                     key_arn: s.kms_key_id.clone(),
+                    associated_key_arns: s.associated_kms_key_ids.clone(),
                     fsr: fsr
                         .iter()
                         .filter(|f| f.snapshot_id == s.snapshot_id)
@@ -241,6 +298,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 key_alias: tag(&tags, lineage::KEY_ALIAS),
                 batch: tag(&tags, lineage::BATCH),
                 verified_at,
+                aws_source,
                 snapshots,
                 flags,
             });

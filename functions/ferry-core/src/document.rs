@@ -149,6 +149,19 @@ pub struct Verification {
     pub key_arn: String,
     pub key_state: String,
     pub snapshots: Vec<VerifiedSnapshot>,
+    /// For an AMI replica: the source AWS recorded for the copy (DescribeImages), proved equal
+    /// to the document's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_lineage: Option<AwsLineage>,
+}
+
+/// The lineage AWS recorded for a replica AMI: DescribeImages `SourceImageId` and
+/// `SourceImageRegion`, which CopyImage sets and tags cannot forge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsLineage {
+    pub source_image_id: String,
+    pub source_image_region: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

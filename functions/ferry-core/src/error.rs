@@ -76,6 +76,22 @@ pub enum FerryError {
         expected_key_arn: String,
         findings: Vec<SnapshotFinding>,
     },
+    /// A destination snapshot has a KMS key associated besides its own (`AssociateKmsKeyId`):
+    /// a second way to read the data, so it is not under exactly the destination key.
+    #[error("replica {destination_id} has snapshots with KMS keys associated besides {expected_key_arn} (each a second way to read the data): {}", list(.findings))]
+    ReplicaAssociatedKey {
+        destination_id: String,
+        expected_key_arn: String,
+        findings: Vec<SnapshotFinding>,
+    },
+    /// The lineage AWS recorded for the replica AMI (DescribeImages `SourceImageId` and
+    /// `SourceImageRegion`) is not the document's source.
+    #[error("replica {destination_id} was copied from {recorded} according to AWS, not from the document's source {expected}")]
+    ReplicaLineageMismatch {
+        destination_id: String,
+        expected: String,
+        recorded: String,
+    },
     #[error("replica {destination_id} is incomplete: {reason}")]
     ReplicaIncomplete {
         destination_id: String,
@@ -97,7 +113,7 @@ pub enum FerryError {
 
 impl FerryError {
     /// Every error name, declared once; the ASL and the README use these verbatim.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 20] = [
         "InvalidRequest",
         "SourceNotFound",
         "SourceNotReady",
@@ -111,6 +127,8 @@ impl FerryError {
         "CopyQuotaExceeded",
         "ReplicaNotEncrypted",
         "ReplicaWrongKey",
+        "ReplicaAssociatedKey",
+        "ReplicaLineageMismatch",
         "ReplicaIncomplete",
         "FsrQuotaExceeded",
         "PublishFailed",
@@ -134,11 +152,13 @@ impl FerryError {
             CopyQuotaExceeded { .. } => 10,
             ReplicaNotEncrypted { .. } => 11,
             ReplicaWrongKey { .. } => 12,
-            ReplicaIncomplete { .. } => 13,
-            FsrQuotaExceeded { .. } => 14,
-            PublishFailed { .. } => 15,
-            Throttled { .. } => 16,
-            AwsError { .. } => 17,
+            ReplicaAssociatedKey { .. } => 13,
+            ReplicaLineageMismatch { .. } => 14,
+            ReplicaIncomplete { .. } => 15,
+            FsrQuotaExceeded { .. } => 16,
+            PublishFailed { .. } => 17,
+            Throttled { .. } => 18,
+            AwsError { .. } => 19,
         };
         Self::NAMES[index]
     }
@@ -165,6 +185,8 @@ impl FerryError {
             "CopyFailed" => "read AWS's reason above, fix it, then rerun with the next options.attempt",
             "CopyQuotaExceeded" => "too many copies in flight to that Region; rerun later",
             "ReplicaNotEncrypted" | "ReplicaWrongKey" => "the replica is not compliant: investigate before using it; do not launch from it",
+            "ReplicaAssociatedKey" => "someone associated another KMS key with the replica: investigate, then DisassociateKmsKeyId and re-verify",
+            "ReplicaLineageMismatch" => "the replica is not a copy of this source according to AWS: check the document's copy.destinationId, or rerun from start-copy",
             "ReplicaIncomplete" => "wait for the copy to finish, or rerun the replication",
             "FsrQuotaExceeded" => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
             "PublishFailed" => "check the event bus name and permissions; rerun tag-lineage",

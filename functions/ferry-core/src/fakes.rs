@@ -193,16 +193,41 @@ impl FastRestore for FakeEc2 {
     }
 }
 
-/// KMS with no keys.
-pub struct NoKeys;
+/// KMS in memory: keys per Region, found by ARN, key id or one of their aliases.
+#[derive(Default)]
+pub struct FakeKeys {
+    pub keys: Mutex<Vec<(String, KeyInfo, Vec<String>)>>,
+}
+
+impl FakeKeys {
+    /// Adds `key` in `region`, also known by `aliases`.
+    pub fn add_key(&self, region: &str, key: KeyInfo, aliases: &[&str]) {
+        self.keys.lock().unwrap().push((
+            region.into(),
+            key,
+            aliases.iter().map(|a| a.to_string()).collect(),
+        ));
+    }
+}
 
 #[async_trait]
-impl Keys for NoKeys {
-    async fn describe_key(&self, _: &str, key_id: &str) -> AwsResult<KeyInfo> {
-        Err(AwsError::Service {
-            code: "NotFoundException".into(),
-            message: format!("{key_id} is not faked"),
-        })
+impl Keys for FakeKeys {
+    async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
+        self.keys
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(r, key, aliases)| {
+                r == region
+                    && (key.arn == key_id
+                        || key.key_id == key_id
+                        || aliases.iter().any(|a| a == key_id))
+            })
+            .map(|(_, key, _)| key.clone())
+            .ok_or_else(|| AwsError::Service {
+                code: "NotFoundException".into(),
+                message: format!("{key_id} is not faked in {region}"),
+            })
     }
 }
 
@@ -279,6 +304,7 @@ impl Clock for FixedClock {
 /// The fakes behind one set of handler dependencies.
 pub struct FakeWorld {
     pub ec2: Arc<FakeEc2>,
+    pub keys: Arc<FakeKeys>,
     pub store: Arc<MemoryStore>,
     pub events: Arc<FakeEvents>,
     pub deps: Deps,
@@ -288,6 +314,7 @@ impl FakeWorld {
     /// Handlers over fresh fakes, with `config` (a work bucket is configured if it names none).
     pub fn new(config: Config) -> FakeWorld {
         let ec2 = Arc::new(FakeEc2::default());
+        let keys = Arc::new(FakeKeys::default());
         let store = Arc::new(MemoryStore::default());
         let events = Arc::new(FakeEvents::default());
         let config = Config {
@@ -296,7 +323,7 @@ impl FakeWorld {
         };
         let deps = Deps {
             config,
-            keys: Arc::new(NoKeys),
+            keys: keys.clone(),
             images: ec2.clone(),
             snapshots: ec2.clone(),
             tagging: ec2.clone(),
@@ -307,6 +334,7 @@ impl FakeWorld {
         };
         FakeWorld {
             ec2,
+            keys,
             store,
             events,
             deps,

@@ -83,6 +83,11 @@ pub struct ImageInfo {
     pub tags: Vec<Tag>,
     /// RFC 3339 creation time, as EC2 reports it.
     pub created: Option<String>,
+    /// AWS's own lineage record (DescribeImages `SourceImageId`/`SourceImageRegion`): the AMI
+    /// CopyImage (or CreateImage, CreateRestoreImageTask) made this one from. Tags can be
+    /// written by anyone with `ec2:CreateTags`; these cannot.
+    pub source_image_id: Option<String>,
+    pub source_image_region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +98,10 @@ pub struct SnapshotInfo {
     pub progress: Option<String>,
     pub encrypted: bool,
     pub kms_key_id: Option<String>,
+    /// ARNs of the KMS keys associated with the snapshot besides `kms_key_id`
+    /// (`AssociateKmsKeyId`; DescribeSnapshots' `associatedKmsKeySet`): each one is a second,
+    /// independent way to read the data, without re-encryption.
+    pub associated_kms_key_ids: Vec<String>,
     pub tags: Vec<Tag>,
     /// RFC 3339 start time, as EC2 reports it.
     pub created: Option<String>,

@@ -4,10 +4,11 @@ use aws_sdk_ec2::config::Region;
 use aws_sdk_ec2::types::{Filter, ResourceType, TagSpecification};
 use aws_sdk_ec2::Client;
 
+use super::associated_keys::{AssociatedKeys, AssociatedKeysReader};
 use super::sdk::{aws_error, Regional};
 use crate::ports::{
-    AwsResult, CopyImageRequest, CopySnapshotRequest, DeviceSnapshot, FastRestore, FsrChange,
-    FsrFailure, FsrState, ImageInfo, Images, SnapshotInfo, Snapshots, Tag, Tagging,
+    AwsError, AwsResult, CopyImageRequest, CopySnapshotRequest, DeviceSnapshot, FastRestore,
+    FsrChange, FsrFailure, FsrState, ImageInfo, Images, SnapshotInfo, Snapshots, Tag, Tagging,
 };
 
 pub struct Ec2Adapter {
@@ -103,10 +104,15 @@ fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
             .collect(),
         tags: domain_tags(image.tags()),
         created: image.creation_date().map(str::to_string),
+        source_image_id: image.source_image_id().map(str::to_string),
+        source_image_region: image.source_image_region().map(str::to_string),
     }
 }
 
-fn snapshot_info(snapshot: &aws_sdk_ec2::types::Snapshot) -> SnapshotInfo {
+fn snapshot_info(
+    snapshot: &aws_sdk_ec2::types::Snapshot,
+    associated: &AssociatedKeys,
+) -> SnapshotInfo {
     SnapshotInfo {
         snapshot_id: snapshot.snapshot_id().unwrap_or_default().to_string(),
         state: snapshot
@@ -120,11 +126,46 @@ fn snapshot_info(snapshot: &aws_sdk_ec2::types::Snapshot) -> SnapshotInfo {
         progress: snapshot.progress().map(str::to_string),
         encrypted: snapshot.encrypted().unwrap_or(false),
         kms_key_id: snapshot.kms_key_id().map(str::to_string),
+        associated_kms_key_ids: snapshot
+            .snapshot_id()
+            .and_then(|id| associated.get(id))
+            .cloned()
+            .unwrap_or_default(),
         tags: domain_tags(snapshot.tags()),
         created: snapshot
             .start_time()
             .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
     }
+}
+
+/// One DescribeSnapshots call: its snapshots, with the associated keys its raw response lists
+/// (the SDK does not model them: see [`super::associated_keys`]), and the next page's token.
+async fn describe_snapshots_page(
+    request: aws_sdk_ec2::operation::describe_snapshots::builders::DescribeSnapshotsFluentBuilder,
+) -> AwsResult<(Vec<SnapshotInfo>, Option<String>)> {
+    let reader = AssociatedKeysReader::default();
+    let output = request
+        .customize()
+        .interceptor(reader.clone())
+        .send()
+        .await
+        .map_err(aws_error)?;
+    let associated = reader.take().ok_or_else(|| {
+        AwsError::Transport(
+            "DescribeSnapshots answered, but its associatedKmsKeySet could not be read".into(),
+        )
+    })?;
+    Ok((
+        output
+            .snapshots()
+            .iter()
+            .map(|s| snapshot_info(s, &associated))
+            .collect(),
+        output
+            .next_token()
+            .filter(|token| !token.is_empty())
+            .map(str::to_string),
+    ))
 }
 
 /// Both FSR answers (enable, disable) have the same shape under different SDK types.
@@ -276,14 +317,14 @@ impl Snapshots for Ec2Adapter {
             return Ok(vec![]);
         }
         let client = self.clients.get(region);
-        match client
-            .describe_snapshots()
-            .set_snapshot_ids(Some(snapshot_ids.to_vec()))
-            .send()
-            .await
-            .map_err(aws_error)
+        match describe_snapshots_page(
+            client
+                .describe_snapshots()
+                .set_snapshot_ids(Some(snapshot_ids.to_vec())),
+        )
+        .await
         {
-            Ok(output) => Ok(output.snapshots().iter().map(snapshot_info).collect()),
+            Ok((snapshots, _)) => Ok(snapshots),
             // One unknown id fails the whole call; ask one by one to learn which exist.
             Err(error) if error.is_not_found() && snapshot_ids.len() > 1 => {
                 let mut found = vec![];
@@ -305,25 +346,25 @@ impl Snapshots for Ec2Adapter {
         region: &str,
         tags: &[Tag],
     ) -> AwsResult<Vec<SnapshotInfo>> {
-        let mut request = self
-            .clients
-            .get(region)
-            .describe_snapshots()
-            .owner_ids("self")
-            .set_filters(Some(tag_filters(tags)))
-            .max_results(PAGE_SIZE)
-            .into_paginator()
-            .send();
-        let mut found = vec![];
-        while let Some(page) = request.next().await {
-            found.extend(
-                page.map_err(aws_error)?
-                    .snapshots()
-                    .iter()
-                    .map(snapshot_info),
-            );
+        // Paged by hand: each page's call needs its own associated-keys reader.
+        let client = self.clients.get(region);
+        let (mut found, mut next_token) = (vec![], None);
+        loop {
+            let (page, next) = describe_snapshots_page(
+                client
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .set_filters(Some(tag_filters(tags)))
+                    .max_results(PAGE_SIZE)
+                    .set_next_token(next_token),
+            )
+            .await?;
+            found.extend(page);
+            match next {
+                Some(token) => next_token = Some(token),
+                None => return Ok(found),
+            }
         }
-        Ok(found)
     }
 
     async fn copy_snapshot(

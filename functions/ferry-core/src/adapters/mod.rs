@@ -1,5 +1,6 @@
 //! Adapters: each port implemented over its `aws-sdk-*` client.
 
+pub mod associated_keys;
 pub mod ec2;
 pub mod events;
 pub mod kms;

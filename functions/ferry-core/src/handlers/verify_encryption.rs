@@ -4,7 +4,7 @@
 use tracing::{info, warn};
 
 use crate::deps::Deps;
-use crate::document::{Replication, SourceKind, Verification};
+use crate::document::{AwsLineage, Replication, SourceKind, Verification};
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::KeyInfo;
@@ -66,14 +66,25 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         described: &described,
         expected_key_arn: &expected_key_arn,
         key_now: &key_now,
+        expected_source: image
+            .as_ref()
+            .map(|_| (document.source.region.as_str(), source_id.as_str())),
     };
     let snapshots = verify(&replica).inspect_err(|error| warn!(destination_id = %destination_id, error = error.name(), "verification failed"))?;
     info!(destination_id = %destination_id, snapshots = snapshots.len(), key_arn = %expected_key_arn, "replica verified");
+    // Verification proved AWS's record equal to the document's source; the evidence keeps it.
+    let aws_lineage = image.and_then(|image| {
+        Some(AwsLineage {
+            source_image_id: image.source_image_id?,
+            source_image_region: image.source_image_region?,
+        })
+    });
     document.evidence.verification = Some(Verification {
         verified_at: deps.clock.now(),
         key_arn: expected_key_arn,
         key_state: key_now.state,
         snapshots,
+        aws_lineage,
     });
     Ok(document)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::document::Replication;
-use crate::ports::Tag;
+use crate::ports::{ImageInfo, Tag};
 
 pub const NAMESPACE: &str = "ferry:";
 /// Ownership: ferry only ever cleans up resources carrying this tag with value `ferry`.
@@ -142,6 +142,29 @@ pub fn lineage_tags(
     tags
 }
 
+/// A source as `region/id`, the form errors and audit flags show it in (`?` for a missing part).
+pub fn source_label(region: Option<&str>, id: Option<&str>) -> String {
+    format!("{}/{}", region.unwrap_or("?"), id.unwrap_or("?"))
+}
+
+/// The source AWS itself recorded for an AMI (DescribeImages `SourceImageRegion` and
+/// `SourceImageId`, set by CopyImage, CreateImage and CreateRestoreImageTask) as `region/id`,
+/// or `none recorded` (RegisterImage, or an AMI older than the record).
+pub fn aws_recorded_source(image: &ImageInfo) -> String {
+    match (&image.source_image_region, &image.source_image_id) {
+        (None, None) => "none recorded".into(),
+        (region, id) => source_label(region.as_deref(), id.as_deref()),
+    }
+}
+
+/// True when AWS's own lineage record of `image` names exactly `region`/`image_id` as its
+/// source. Tags can be written by anyone with `ec2:CreateTags`; this record cannot. An AMI
+/// whose source AWS did not record does not agree (fail-closed).
+pub fn aws_lineage_agrees(image: &ImageInfo, region: &str, image_id: &str) -> bool {
+    image.source_image_region.as_deref() == Some(region)
+        && image.source_image_id.as_deref() == Some(image_id)
+}
+
 /// True when `tags` (the replica's) say the evidence of the verification at `verified_at` (RFC
 /// 3339) was already published.
 pub fn evidence_published(tags: &[Tag], verified_at: &str) -> bool {
@@ -264,6 +287,32 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn only_the_source_aws_recorded_for_the_copy_agrees_with_a_claimed_source() {
+        let copied = ImageInfo {
+            image_id: "ami-replica".into(),
+            source_image_id: Some("ami-source".into()),
+            source_image_region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        assert!(aws_lineage_agrees(&copied, "us-east-1", "ami-source"));
+        assert!(!aws_lineage_agrees(&copied, "us-east-1", "ami-other"));
+        assert!(
+            !aws_lineage_agrees(&copied, "eu-west-1", "ami-source"),
+            "the same id in another Region is another AMI"
+        );
+        let registered = ImageInfo {
+            image_id: "ami-look-alike".into(),
+            ..Default::default()
+        };
+        assert!(
+            !aws_lineage_agrees(&registered, "us-east-1", "ami-source"),
+            "no record is no proof"
+        );
+        assert_eq!(aws_recorded_source(&copied), "us-east-1/ami-source");
+        assert_eq!(aws_recorded_source(&registered), "none recorded");
     }
 
     #[test]

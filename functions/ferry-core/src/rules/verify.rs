@@ -1,9 +1,11 @@
 //! The compliance rule, fail-closed: every destination snapshot is complete, encrypted, and
-//! under exactly the resolved destination key, and that key is still Enabled.
+//! under exactly the resolved destination key (no other key associated with it), an AMI replica
+//! is a copy of the document's source by AWS's own lineage record, and the key is still Enabled.
 
 use crate::document::{SourceSnapshot, VerifiedSnapshot};
 use crate::error::{FerryError, SnapshotFinding};
 use crate::ports::{ImageInfo, KeyInfo, SnapshotInfo};
+use crate::rules::lineage::{aws_lineage_agrees, aws_recorded_source, source_label};
 
 /// What verification looks at, gathered by the handler.
 pub struct Replica<'a> {
@@ -16,6 +18,9 @@ pub struct Replica<'a> {
     pub described: &'a [SnapshotInfo],
     pub expected_key_arn: &'a str,
     pub key_now: &'a KeyInfo,
+    /// The document's source `(region, image id)`, which AWS's lineage record of the replica
+    /// image must name; `None` for a snapshot replication.
+    pub expected_source: Option<(&'a str, &'a str)>,
 }
 
 fn incomplete(replica: &Replica, reason: String) -> FerryError {
@@ -49,8 +54,8 @@ pub fn verify(replica: &Replica) -> Result<Vec<VerifiedSnapshot>, FerryError> {
             ),
         ));
     }
-    let (mut unencrypted, mut wrong_key, mut unfinished, mut verified) =
-        (vec![], vec![], vec![], vec![]);
+    let (mut unencrypted, mut wrong_key, mut associated, mut unfinished, mut verified) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (snapshot_id, source) in &replica.expected {
         let Some(snapshot) = replica
             .described
@@ -78,6 +83,12 @@ pub fn verify(replica: &Replica) -> Result<Vec<VerifiedSnapshot>, FerryError> {
             wrong_key.push(SnapshotFinding {
                 snapshot_id: snapshot_id.clone(),
                 problem: format!("under {shown}"),
+            });
+        }
+        if !snapshot.associated_kms_key_ids.is_empty() {
+            associated.push(SnapshotFinding {
+                snapshot_id: snapshot_id.clone(),
+                problem: format!("associated {}", snapshot.associated_kms_key_ids.join(", ")),
             });
         }
         if snapshot.state != "completed" {
@@ -108,6 +119,22 @@ pub fn verify(replica: &Replica) -> Result<Vec<VerifiedSnapshot>, FerryError> {
             expected_key_arn: replica.expected_key_arn.into(),
             findings: wrong_key,
         });
+    }
+    if !associated.is_empty() {
+        return Err(FerryError::ReplicaAssociatedKey {
+            destination_id,
+            expected_key_arn: replica.expected_key_arn.into(),
+            findings: associated,
+        });
+    }
+    if let (Some(image), Some((region, image_id))) = (replica.image, replica.expected_source) {
+        if !aws_lineage_agrees(image, region, image_id) {
+            return Err(FerryError::ReplicaLineageMismatch {
+                destination_id,
+                expected: source_label(Some(region), Some(image_id)),
+                recorded: aws_recorded_source(image),
+            });
+        }
     }
     if !unfinished.is_empty() {
         let listed = unfinished
@@ -163,16 +190,37 @@ mod tests {
         let image = ImageInfo {
             image_id: "ami-1".into(),
             state: image_state.into(),
-            ..Default::default()
+            ..copied_from_source()
         };
+        check_image(described, &image, source_count, key_now)
+    }
+
+    /// An image AWS recorded as CopyImage's copy of `us-east-1/ami-source`.
+    fn copied_from_source() -> ImageInfo {
+        ImageInfo {
+            image_id: "ami-1".into(),
+            state: "available".into(),
+            source_image_id: Some("ami-source".into()),
+            source_image_region: Some("us-east-1".into()),
+            ..Default::default()
+        }
+    }
+
+    fn check_image(
+        described: &[SnapshotInfo],
+        image: &ImageInfo,
+        source_count: usize,
+        key_now: &KeyInfo,
+    ) -> Result<Vec<VerifiedSnapshot>, FerryError> {
         let replica = Replica {
             destination_id: "ami-1",
-            image: Some(&image),
+            image: Some(image),
             expected: vec![("snap-root".into(), None), ("snap-data".into(), None)],
             source_snapshot_count: source_count,
             described,
             expected_key_arn: KEY,
             key_now,
+            expected_source: Some(("us-east-1", "ami-source")),
         };
         verify(&replica)
     }
@@ -246,6 +294,63 @@ mod tests {
                 .name(),
             "ReplicaIncomplete"
         );
+    }
+
+    #[test]
+    fn a_snapshot_with_another_key_associated_is_not_under_exactly_the_key() {
+        let mut described = good_pair();
+        described[1].associated_kms_key_ids =
+            vec!["arn:aws:kms:us-west-2:111122223333:key/extra".into()];
+        match check(&described, "available", 2, &enabled_key()).unwrap_err() {
+            FerryError::ReplicaAssociatedKey {
+                findings,
+                expected_key_arn,
+                ..
+            } => {
+                assert_eq!(expected_key_arn, KEY);
+                assert_eq!(
+                    findings,
+                    vec![SnapshotFinding {
+                        snapshot_id: "snap-data".into(),
+                        problem: "associated arn:aws:kms:us-west-2:111122223333:key/extra".into()
+                    }]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        described[1].associated_kms_key_ids = vec![KEY.into()];
+        assert_eq!(
+            check(&described, "available", 2, &enabled_key())
+                .unwrap_err()
+                .name(),
+            "ReplicaAssociatedKey",
+            "even the destination key itself, associated again: the set must be empty"
+        );
+    }
+
+    #[test]
+    fn an_image_aws_records_as_a_copy_of_another_source_fails_verification() {
+        let other = ImageInfo {
+            source_image_id: Some("ami-other".into()),
+            ..copied_from_source()
+        };
+        match check_image(&good_pair(), &other, 2, &enabled_key()).unwrap_err() {
+            FerryError::ReplicaLineageMismatch {
+                expected, recorded, ..
+            } => {
+                assert_eq!(expected, "us-east-1/ami-source");
+                assert_eq!(recorded, "us-east-1/ami-other");
+            }
+            other => panic!("{other:?}"),
+        }
+        let registered = ImageInfo {
+            source_image_id: None,
+            source_image_region: None,
+            ..copied_from_source()
+        };
+        let error = check_image(&good_pair(), &registered, 2, &enabled_key()).unwrap_err();
+        assert_eq!(error.name(), "ReplicaLineageMismatch");
+        assert!(error.to_string().contains("none recorded"), "{error}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import copies, cost, fsr, images, kms, stepfunctions, volumes
+    from . import associated_keys, copies, cost, fsr, images, kms, stepfunctions, volumes
 
     cost.apply()
     kms.apply()
@@ -20,6 +20,7 @@ def apply_all() -> None:
     volumes.apply()
     copies.apply()
     fsr.apply()
+    associated_keys.apply()
     stepfunctions.apply()
     _applied = True
 

@@ -1,4 +1,4 @@
-"""CopyImage and CopySnapshot as AWS does them (rows 1-4).
+"""CopyImage and CopySnapshot as AWS does them (rows 1-4, and 10: AWS-recorded lineage).
 
 A copy creates its image/snapshots at once in state ``pending``; they settle when the
 emulator clock passes ``copySeconds`` after the call (``settle_due`` runs before every
@@ -292,6 +292,10 @@ def copy_image(self: AmisResponse) -> ActionResult:
         for attr in ("ena_support", "tpm_support", "imds_support"):
             if getattr(source, attr, None) is not None:
                 setattr(image, attr, getattr(source, attr))
+        # AWS's own lineage record (row 10): DescribeImages reports the source AMI and its
+        # Region for an AMI made by CopyImage (Image.SourceImageId / SourceImageRegion).
+        image.source_image_id = source.id
+        image.source_image_region = source_region
         image.add_tags(image_tags)
         _start(
             dict(
