@@ -17,7 +17,6 @@ codes and are marked as this emulator's choice in the README.
 
 from __future__ import annotations
 
-from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ec2.models.elastic_block_store import Snapshot
