@@ -214,7 +214,7 @@ async fn a_snapshot_is_replicated_and_verified_under_the_destination_key() {
         .unwrap();
     let copy = done["copy"]["destinationId"].as_str().unwrap().to_string();
     assert!(copy.starts_with("snap-"));
-    assert_encrypted_under(&world, &[copy.clone()], &key.arn).await;
+    assert_encrypted_under(&world, std::slice::from_ref(&copy), &key.arn).await;
     assert_eq!(
         done["sourceSnapshots"][0]["kmsKeyArn"],
         source_key.arn.as_str(),

@@ -147,7 +147,7 @@ fn makespans(copies: usize, seed: u64) -> serde_json::Value {
     let total: u64 = durations.iter().sum();
     let bound = longest.max(total.div_ceil(SLOTS as u64));
     // Sliding window: each replication starts when a slot frees, in work-list order.
-    let mut slots = vec![0u64; SLOTS];
+    let mut slots = [0u64; SLOTS];
     for &b in &busy {
         let (i, &free) = slots.iter().enumerate().min_by_key(|(_, &t)| t).unwrap();
         slots[i] = free + b;

@@ -253,7 +253,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                     .is_some(),
                 (Some(region), Some(id)) => !deps
                     .snapshots
-                    .describe_snapshots(region, &[id.clone()])
+                    .describe_snapshots(region, std::slice::from_ref(id))
                     .await
                     .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
                     .is_empty(),

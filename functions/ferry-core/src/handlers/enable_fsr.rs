@@ -58,7 +58,10 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<FsrOutput
     let (operation, payload) = match serde_json::from_value(payload)
         .map_err(|e| FerryError::invalid("operation", e.to_string()))?
     {
-        Command::Due { operation, regions } if operation == Operation::DisableDue => {
+        Command::Due {
+            operation: Operation::DisableDue,
+            regions,
+        } => {
             return disable_due(deps, &regions).await.map(FsrOutput::Due);
         }
         Command::Due { .. } => {
