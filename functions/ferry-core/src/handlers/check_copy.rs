@@ -12,7 +12,7 @@ use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo};
 use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{explain_failure, read_image, read_snapshots, CopyReading};
+use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -42,20 +42,14 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         .describe_snapshots(&region, &snapshot_ids)
         .await
         .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let elapsed = deps.clock.now().saturating_sub(copy.started_at);
     let reading = match (&image, kind) {
         (Some(image), _) => read_image(image, &snapshots),
         (None, SourceKind::Snapshot) if !snapshots.is_empty() => read_snapshots(&snapshots),
-        _ => CopyReading {
-            status: CopyStatus::Failed,
-            progress_percent: None,
-            failure: Some(format!(
-                "{} no longer exists in {region}",
-                copy.destination_id
-            )),
-        },
+        // Not found: EC2 may not see a just-created copy yet (eventual consistency).
+        _ => read_missing(&copy.destination_id, &region, elapsed),
     };
 
-    let elapsed = deps.clock.now().saturating_sub(copy.started_at);
     copy.status = reading.status;
     copy.checks += 1;
     copy.progress = reading.progress_percent.map(|p| format!("{p}%"));
