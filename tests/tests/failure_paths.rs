@@ -1,5 +1,5 @@
 //! Failure paths the emulator only shows when asked (issue 9): EC2's eventual consistency right
-//! after a copy call.
+//! after a copy call, and time-based copies that cannot meet, or miss, their deadline.
 
 use ferry_core::Config;
 use ferry_tests::world::HandlerWorld;
@@ -109,5 +109,114 @@ async fn a_copy_still_not_found_after_the_grace_window_fails_naming_the_missing_
         world.aws.count_calls("DeregisterImage"),
         0,
         "nothing found, nothing removed"
+    );
+}
+
+/// An AMI whose data snapshot holds `data_gib` GiB, and a snapshot of that size, in the source.
+async fn sized_sources(world: &HandlerWorld, data_gib: i32) -> (String, String) {
+    let source_key = world.seed.key(SOURCE).await;
+    let root = world.seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let data = world
+        .seed
+        .snapshot(SOURCE, Some(&source_key), data_gib)
+        .await;
+    let image = world
+        .seed
+        .image(
+            SOURCE,
+            "big-data",
+            &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
+        )
+        .await;
+    (image, data)
+}
+
+#[tokio::test]
+async fn a_time_based_request_a_snapshot_cannot_meet_is_refused_with_the_earliest_feasible_duration_and_nothing_is_copied(
+) {
+    let world = HandlerWorld::start(600.0, Config::default()).await;
+    let key = world.seed.key(DESTINATION).await;
+    // 1 TiB at 500 MiB/s takes 35 min: 15 minutes cannot be met, 45 is the earliest step.
+    let (image, data) = sized_sources(&world, 1024).await;
+    for source in [
+        json!({"region": SOURCE, "imageId": image}),
+        json!({"region": SOURCE, "snapshotId": data}),
+    ] {
+        let mut request = request(source, &key.arn);
+        request["options"] = json!({"completionDurationMinutes": 15});
+        let error = run_step(Step::StartCopy, &world.deps, &request)
+            .await
+            .unwrap_err();
+        assert_eq!(error.name(), "CompletionDurationTooShort", "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&data) && message.contains("at least 45 minutes"),
+            "{message}"
+        );
+        request["options"] = json!({"completionDurationMinutes": 45});
+        let accepted = run_step(Step::StartCopy, &world.deps, &request)
+            .await
+            .unwrap();
+        assert_eq!(accepted["copy"]["status"], "pending");
+    }
+    assert_eq!(
+        (
+            world.aws.count_calls("CopyImage"),
+            world.aws.count_calls("CopySnapshot")
+        ),
+        (1, 1),
+        "only the feasible requests copied"
+    );
+}
+
+#[tokio::test]
+async fn a_time_based_copy_records_whether_it_met_its_deadline_and_a_missed_one_still_completes() {
+    let (world, image, snapshot, key) = world().await;
+    for (source, copy_seconds, met) in [
+        (json!({"region": SOURCE, "imageId": image}), 600.0, true),
+        (
+            json!({"region": SOURCE, "snapshotId": snapshot}),
+            1800.0,
+            false,
+        ),
+    ] {
+        world.aws.configure(json!({ "copySeconds": copy_seconds }));
+        let mut request = request(source, &key);
+        request["options"] = json!({"completionDurationMinutes": 15});
+        let started = run_step(Step::StartCopy, &world.deps, &request)
+            .await
+            .unwrap();
+        let (settled, _) = poll_until_settled(&world.aws, &world.deps, started.clone())
+            .await
+            .unwrap();
+        assert_eq!(settled["copy"]["status"], "completed", "{settled}");
+        let outcome = &settled["evidence"]["timeBasedCopy"];
+        let started_at = started["copy"]["startedAt"].as_u64().unwrap();
+        assert_eq!(outcome["completionDurationMinutes"], 15, "{outcome}");
+        assert_eq!(outcome["deadlineAt"], started_at + 900, "{outcome}");
+        assert_eq!(outcome["met"], met, "{outcome}");
+        // AWS's CompletionTime: the copy's own end, not when the poll saw it.
+        let took = outcome["completedAt"].as_u64().unwrap() - started_at;
+        assert!(
+            (copy_seconds as u64 - 2..=copy_seconds as u64 + 2).contains(&took),
+            "{outcome}"
+        );
+        let late = outcome["lateSeconds"].as_u64().unwrap();
+        if met {
+            assert_eq!(late, 0);
+        } else {
+            assert!((898..=902).contains(&late), "{outcome}");
+        }
+        let verified = run_step(Step::VerifyEncryption, &world.deps, &settled)
+            .await
+            .unwrap();
+        assert_eq!(
+            verified["evidence"]["timeBasedCopy"], *outcome,
+            "the outcome travels with the evidence"
+        );
+    }
+    ferry_tests::figure(
+        "time-based copies",
+        "a 15-minute time-based AMI copy done in 600 s is recorded met; a snapshot copy done in 1800 s is recorded missed by 900 s and still completes and verifies; a 1 TiB snapshot asked for in 15 minutes is refused (CompletionDurationTooShort, earliest 45) before any copy",
     );
 }

@@ -13,6 +13,7 @@ use crate::ports::{ImageInfo, SnapshotInfo};
 use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
+use crate::rules::time_based::deadline_outcome;
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -82,6 +83,26 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
                 copy.status = CopyStatus::Pending;
                 copy.next_check_seconds = deps.config.poll.min_seconds;
             }
+        }
+    }
+    if copy.status == CopyStatus::Completed {
+        if let Some(minutes) = document
+            .options
+            .completion_duration_minutes
+            .and_then(|m| u64::try_from(m).ok())
+        {
+            // AWS's own CompletionTime of the last snapshot, else when this check saw it done.
+            let completed_at = snapshots
+                .iter()
+                .map(|s| s.completed_at)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|times| times.into_iter().max())
+                .unwrap_or_else(|| deps.clock.now());
+            let outcome = deadline_outcome(copy.started_at, minutes, completed_at);
+            if !outcome.met {
+                warn!(destination_id = %copy.destination_id, minutes, late_seconds = outcome.late_seconds, "time-based copy missed its completion duration (reported, not failed; AWS bills the tier of the actual duration)");
+            }
+            document.evidence.time_based_copy = Some(outcome);
         }
     }
     info!(destination_id = %copy.destination_id, status = ?copy.status, checks = copy.checks, elapsed, cleaned_up = copy.cleaned_up.len(), "copy checked");

@@ -111,8 +111,29 @@ def _hiding_new_copies(original: Any, ids_param: str, result_key: str) -> Any:
 
 
 def _snapshot_progress_is_settable() -> None:
-    """moto's Snapshot.progress is always "100%"; pending copies report their own."""
+    """moto's Snapshot.progress is always "100%"; pending copies report their own. Row 12:
+    ``FullSnapshotSizeInBytes`` and ``CompletionTime``, which moto does not report."""
     Snapshot.progress = property(lambda self: self.__dict__.get("_ferry_progress", "100%"))
+    Snapshot.full_snapshot_size_in_bytes = property(_full_snapshot_size_in_bytes)
+    Snapshot.completion_time = property(_completion_time)
+
+
+GIB = 1024**3
+
+
+def _full_snapshot_size_in_bytes(self: Snapshot) -> int | None:
+    """Every block written to the source volume: this emulator's volumes are full, so the
+    volume's size (a copy keeps its source's)."""
+    size = getattr(self.volume, "size", None)
+    return None if size is None else int(size) * GIB
+
+
+def _completion_time(self: Snapshot) -> Any:
+    """When the snapshot completed: a copy when it settled, any other snapshot at its start
+    (moto completes them at once); absent while pending or failed."""
+    if self.status != "completed":
+        return None
+    return self.__dict__.get("_ferry_completion_time", self.start_time)
 
 
 # --- settling -------------------------------------------------------------------------
@@ -150,6 +171,8 @@ def _finish(job: CopyJob, backend: Any) -> None:
         else:
             snap.status = "completed"
             snap._ferry_progress = "100%"
+            # Its own due time, not the request's that happened to settle it.
+            snap._ferry_completion_time = state.now_dt(job.due)
     if image is not None and image.state == "pending":
         if problem:
             code, detail = problem
