@@ -1,5 +1,6 @@
 //! Failure paths the emulator only shows when asked (issue 9): EC2's eventual consistency right
-//! after a copy call, and time-based copies that cannot meet, or miss, their deadline.
+//! after a copy call, time-based copies that cannot meet, or miss, their deadline, and a throttle
+//! storm that must end as `Throttled` before the function's timeout.
 
 use ferry_core::Config;
 use ferry_tests::world::HandlerWorld;
@@ -219,4 +220,105 @@ async fn a_time_based_copy_records_whether_it_met_its_deadline_and_a_missed_one_
         "time-based copies",
         "a 15-minute time-based AMI copy done in 600 s is recorded met; a snapshot copy done in 1800 s is recorded missed by 900 s and still completes and verifies; a 1 TiB snapshot asked for in 15 minutes is refused (CompletionDurationTooShort, earliest 45) before any copy",
     );
+}
+
+#[tokio::test]
+async fn a_throttle_storm_under_the_deployed_timeout_ends_as_throttled_within_the_sdk_budget() {
+    let (world, image, _, key) = world().await;
+    // As deployed: the template's 30 s timeout, the SDK settings derived from it.
+    let config =
+        Config::from_lookup(|name| (name == "FERRY_FUNCTION_TIMEOUT_SECONDS").then(|| "30".into()))
+            .unwrap();
+    let budget = config.function_timeout - ferry_core::adapters::sdk::FUNCTION_MARGIN;
+    assert!(
+        config.sdk.throttle_storm_worst_case() <= budget,
+        "{:?}",
+        config.sdk
+    );
+    let deps = world.aws.deps_as_deployed(config.clone()).await;
+    let request = request(json!({"region": SOURCE, "imageId": image}), &key);
+    // KMS answers ThrottlingException (HTTP 400), EC2 RequestLimitExceeded (HTTP 503), to every
+    // attempt.
+    for action in ["DescribeKey", "DescribeImages"] {
+        world
+            .aws
+            .configure(json!({"throttle": {"actions": [action], "times": 1000}}));
+        let before = throttled(&world, action);
+        let started = std::time::Instant::now();
+        let error = run_step(Step::StartCopy, &deps, &request)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error.name(), "Throttled", "{action}: {error}");
+        assert!(
+            took <= budget,
+            "{action}: {took:?} is past the SDK budget {budget:?}"
+        );
+        assert_eq!(
+            throttled(&world, action) - before,
+            config.sdk.max_attempts as usize,
+            "{action}: every attempt the SDK is allowed, and no more"
+        );
+        world
+            .aws
+            .configure(json!({"throttle": {"actions": [], "times": 0}}));
+        ferry_tests::figure(
+            "throttle storm",
+            &format!(
+                "every {action} throttled: start-copy ends as Throttled after {} attempts in {:.1} s, inside the 30 s function (a throttle storm's worst case {:.1} s, the SDK's operation timeout {} s)",
+                config.sdk.max_attempts,
+                took.as_secs_f64(),
+                config.sdk.throttle_storm_worst_case().as_secs_f64(),
+                budget.as_secs()
+            ),
+        );
+    }
+    assert_eq!(world.aws.count_calls("CopyImage"), 0, "nothing copied");
+}
+
+#[tokio::test]
+async fn a_call_aws_answers_too_slowly_ends_as_throttled_before_the_function_timeout() {
+    let (world, image, _, key) = world().await;
+    // A 10 s function with 2 attempts: a 5 s budget, attempts of at most 2.5 s.
+    let config = Config::from_lookup(|name| match name {
+        "FERRY_FUNCTION_TIMEOUT_SECONDS" => Some("10".into()),
+        "FERRY_SDK_MAX_ATTEMPTS" => Some("2".into()),
+        _ => None,
+    })
+    .unwrap();
+    let budget = config.sdk.operation_timeout;
+    assert_eq!(budget, std::time::Duration::from_secs(5));
+    let deps = world.aws.deps_as_deployed(config).await;
+    // Every EC2 and KMS answer takes 4 s: longer than an attempt may.
+    world.aws.configure(json!({"delaySeconds": 4.0}));
+    let started = std::time::Instant::now();
+    let error = run_step(
+        Step::StartCopy,
+        &deps,
+        &request(json!({"region": SOURCE, "imageId": image}), &key),
+    )
+    .await
+    .unwrap_err();
+    let took = started.elapsed();
+    world.aws.configure(json!({"delaySeconds": 0.0}));
+    assert_eq!(error.name(), "Throttled", "{error}");
+    assert!(
+        error.to_string().contains("timed out"),
+        "AWS's silence is named: {error}"
+    );
+    assert!(
+        took <= budget + std::time::Duration::from_millis(500),
+        "{took:?} past the {budget:?} budget"
+    );
+    assert_eq!(world.aws.count_calls("CopyImage"), 0, "nothing copied");
+}
+
+/// How many calls of `action` the emulator answered throttled.
+fn throttled(world: &HandlerWorld, action: &str) -> usize {
+    world
+        .aws
+        .calls()
+        .iter()
+        .filter(|call| call["action"] == action && call["throttled"] == true)
+        .count()
 }
