@@ -307,3 +307,23 @@ def test_untaggable_resource_type_is_rejected(emu):
     with pytest.raises(ClientError) as err:
         copy(emu, make_image(emu), TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "k", "Value": "v"}]}])
     assert error_code(err) == "InvalidParameterValue"
+
+
+def test_snapshots_report_their_full_size_and_a_copy_its_completion_time(fresh):
+    e = fresh("--copy-seconds", "900")
+    img = image(e, copy(e, make_image(e, devices=(("/dev/xvda", 8, "gp3"), ("/dev/sdf", 500, "gp3"))), SnapshotCopyCompletionDurationMinutes=15))
+    sources = e.client("ec2", SRC).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert sorted(s["FullSnapshotSizeInBytes"] for s in sources) == [8 * 1024**3, 500 * 1024**3]
+    assert all(s["CompletionTime"] == s["StartTime"] for s in sources), "a CreateSnapshot completes at once here"
+    pending = snapshots_of(e, img)
+    assert sorted(s["FullSnapshotSizeInBytes"] for s in pending) == [8 * 1024**3, 500 * 1024**3], "a copy keeps its source's size"
+    assert all("CompletionTime" not in s for s in pending), "no CompletionTime while pending"
+    e.advance(3600)  # long after the copy was due: it completed when it was due, 900 s after it started
+    for snap in snapshots_of(e, image(e, img["ImageId"])):
+        assert snap["State"] == "completed"
+        assert abs((snap["CompletionTime"] - snap["StartTime"]).total_seconds() - 900) < 2, snap
+
+
+def test_plain_moto_reports_neither_full_size_nor_completion_time(plain):
+    snapshot = plain.client("ec2", SRC).describe_snapshots(SnapshotIds=[make_snapshot(plain, SRC)["SnapshotId"]])["Snapshots"][0]
+    assert "FullSnapshotSizeInBytes" not in snapshot and "CompletionTime" not in snapshot

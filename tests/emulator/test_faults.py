@@ -226,6 +226,50 @@ def test_fail_next_copies_can_be_limited_to_one_destination_region(fresh):
     assert (failed["State"], failed["StateMessage"]) == ("error", "broken in Europe")
 
 
+# --- hideNewCopies (row 11: eventual consistency) --------------------------------------
+
+
+def test_hide_new_copies_answers_not_found_for_a_new_copys_first_describes(fresh):
+    e = fresh("--copy-seconds", str(SLOW))
+    key = make_key(e, DST)
+    ami = make_image(e, SRC, encrypted=True)
+    source = make_snapshot(e, SRC, encrypted=True)["SnapshotId"]
+    ec2 = e.client("ec2", DST)
+    assert e.config(hideNewCopies=2)["hideNewCopies"] == 2
+    new_image = ec2.copy_image(SourceImageId=ami, SourceRegion=SRC, Name="copy", Encrypted=True, KmsKeyId=key["Arn"])["ImageId"]
+    new_snapshot = copy_snapshot(e, source, key)["SnapshotId"]
+    for _ in range(2):  # asked for by id: NotFound, as an id that does not exist
+        with pytest.raises(ClientError) as missing_image:
+            ec2.describe_images(ImageIds=[new_image])
+        assert missing_image.value.response["Error"]["Code"] == "InvalidAMIID.NotFound"
+        assert new_image in missing_image.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as missing_snapshot:
+            ec2.describe_snapshots(SnapshotIds=[new_snapshot])
+        assert missing_snapshot.value.response["Error"]["Code"] == "InvalidSnapshot.NotFound"
+        assert new_snapshot in missing_snapshot.value.response["Error"]["Message"]
+    assert image(e, new_image)["State"] == "pending", "visible from the third describe on"
+    assert ec2.describe_snapshots(SnapshotIds=[new_snapshot])["Snapshots"][0]["State"] == "pending"
+    assert stats(e)["hiddenDescribes"] == 4
+
+    e.config(hideNewCopies=1)
+    listed_later = copy_snapshot(e, source, key)["SnapshotId"]
+
+    def listing() -> set[str]:
+        return {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+    image_snapshots = {s["SnapshotId"] for s in snapshots_of(e, image(e, new_image))}
+    assert listing() == {new_snapshot} | image_snapshots, "a listing leaves the hidden copy out"
+    assert listed_later in listing()
+    e.config(hideNewCopies=0)
+    assert copy_snapshot(e, source, key)["SnapshotId"] in listing(), "off again: seen at once"
+
+
+def test_plain_moto_describes_a_new_copy_at_once(plain):
+    source = make_snapshot(plain, SRC)["SnapshotId"]
+    copied = copy_snapshot(plain, source)["SnapshotId"]
+    assert plain.client("ec2", DST).describe_snapshots(SnapshotIds=[copied])["Snapshots"][0]["SnapshotId"] == copied
+
+
 # --- tamper -----------------------------------------------------------------------------
 
 
@@ -264,6 +308,9 @@ def test_tamper_repoints_a_snapshots_key_as_drift_would(fresh):
         b'{"failNextCopies": {"count": 1, "message": ""}}',
         b'{"failNextCopies": {"count": 1, "reason": "x"}}',
         b'{"failNextCopies": {"count": 1, "region": 5}}',
+        b'{"hideNewCopies": -1}',
+        b'{"hideNewCopies": 1.5}',
+        b'{"hideNewCopies": true}',
     ],
 )
 def test_bad_fault_settings_are_rejected(fresh, body):
@@ -278,3 +325,4 @@ def test_defaults_have_no_faults(emu):
     assert (config["throttleFraction"], config["serverErrorFraction"], config["delaySeconds"]) == (0.0, 0.0, 0.0)
     assert config["copyQuotaPerRegion"] is None
     assert config["failNextCopies"]["count"] == 0
+    assert config["hideNewCopies"] == 0

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use ferry_core::adapters::sdk::retry_config;
+use ferry_core::adapters::sdk::{retry_config, with_settings};
 use ferry_core::adapters::SdkSettings;
 use ferry_core::ports::{Clock, SystemClock};
 use ferry_core::{Config, Deps};
@@ -124,6 +124,22 @@ impl LocalAws {
 
     /// SDK configuration pointing at this emulator, with ferry's retry settings.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.loader()
+            .retry_config(retry_config(&SdkSettings {
+                initial_backoff: Duration::from_millis(50),
+                ..SdkSettings::default()
+            }))
+            .load()
+            .await
+    }
+
+    /// SDK configuration pointing at this emulator with exactly `settings`' retries and timeouts,
+    /// as a deployed function loads them.
+    pub async fn sdk_config_as_deployed(&self, settings: &SdkSettings) -> SdkConfig {
+        with_settings(self.loader(), settings).load().await
+    }
+
+    fn loader(&self) -> aws_config::ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new("us-east-1"))
@@ -134,17 +150,23 @@ impl LocalAws {
                 None,
                 "ferry-tests",
             ))
-            .retry_config(retry_config(&SdkSettings {
-                initial_backoff: Duration::from_millis(50),
-                ..SdkSettings::default()
-            }))
-            .load()
-            .await
     }
 
     /// ferry's handlers wired to this emulator, on its clock.
     pub async fn deps(&self, config: Config) -> Deps {
-        let deps = Deps::from_sdk(&self.sdk_config().await, config);
+        let sdk = self.sdk_config().await;
+        self.deps_over(&sdk, config)
+    }
+
+    /// ferry's handlers wired to this emulator with `config.sdk` as a deployed function has it
+    /// (retries, attempt and operation timeouts), on its clock.
+    pub async fn deps_as_deployed(&self, config: Config) -> Deps {
+        let sdk = self.sdk_config_as_deployed(&config.sdk).await;
+        self.deps_over(&sdk, config)
+    }
+
+    fn deps_over(&self, sdk: &SdkConfig, config: Config) -> Deps {
+        let deps = Deps::from_sdk(sdk, config);
         Deps {
             clock: Arc::new(EmulatorClock {
                 offset_seconds: self.offset_seconds.clone(),

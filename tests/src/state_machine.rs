@@ -449,6 +449,8 @@ impl LocalStepFunctions {
                     .env("AWS_REGION", "us-east-1")
                     .env("AWS_EC2_METADATA_DISABLED", "true")
                     .env("FERRY_SDK_INITIAL_BACKOFF_MS", "50")
+                    // The template's Globals.
+                    .env("FERRY_FUNCTION_TIMEOUT_SECONDS", "30")
                     // The template's LoggingConfig (LogFormat JSON, ApplicationLogLevel INFO).
                     .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
                     .env("AWS_LAMBDA_LOG_LEVEL", "INFO")

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::adapters::sdk::DEFAULT_FUNCTION_TIMEOUT;
 use crate::adapters::SdkSettings;
 use crate::policy::Policy;
 use crate::rules::polling::PollBounds;
@@ -14,7 +15,10 @@ pub struct Config {
     pub poll: PollBounds,
     /// Snapshots with FSR per Region before FSR is skipped (`FERRY_FSR_QUOTA`, AWS default 5).
     pub fsr_quota_per_region: usize,
-    /// SDK retries (`FERRY_SDK_MAX_ATTEMPTS`, `FERRY_SDK_INITIAL_BACKOFF_MS`).
+    /// The function's own timeout (`FERRY_FUNCTION_TIMEOUT_SECONDS`, the template's `Timeout`).
+    pub function_timeout: Duration,
+    /// SDK retries (`FERRY_SDK_MAX_ATTEMPTS`, `FERRY_SDK_INITIAL_BACKOFF_MS`), fitted inside
+    /// `function_timeout` ([`SdkSettings::within`]).
     pub sdk: SdkSettings,
     /// The replication policy (`FERRY_POLICY`, JSON); only plan-replication needs it.
     pub policy: Option<Policy>,
@@ -29,6 +33,7 @@ impl Default for Config {
             event_bus: "default".into(),
             poll: PollBounds::default(),
             fsr_quota_per_region: 5,
+            function_timeout: DEFAULT_FUNCTION_TIMEOUT,
             sdk: SdkSettings::default(),
             policy: None,
             work_bucket: None,
@@ -77,15 +82,26 @@ impl Config {
                 reason: "must be 1..=FERRY_POLL_MAX_SECONDS".into(),
             });
         }
-        let sdk = SdkSettings {
-            max_attempts: number(&lookup, "FERRY_SDK_MAX_ATTEMPTS", defaults.sdk.max_attempts)?,
-            initial_backoff: Duration::from_millis(number(
+        let function_timeout = Duration::from_secs(number(
+            &lookup,
+            "FERRY_FUNCTION_TIMEOUT_SECONDS",
+            defaults.function_timeout.as_secs(),
+        )?);
+        let max_attempts = number(&lookup, "FERRY_SDK_MAX_ATTEMPTS", defaults.sdk.max_attempts)?;
+        let sdk = SdkSettings::within(
+            function_timeout,
+            max_attempts,
+            Duration::from_millis(number(
                 &lookup,
                 "FERRY_SDK_INITIAL_BACKOFF_MS",
                 defaults.sdk.initial_backoff.as_millis() as u64,
             )?),
-            ..defaults.sdk
-        };
+        )
+        .map_err(|reason| ConfigError {
+            name: "FERRY_SDK_MAX_ATTEMPTS",
+            value: max_attempts.to_string(),
+            reason,
+        })?;
         Ok(Config {
             event_bus: lookup("FERRY_EVENT_BUS")
                 .filter(|bus| !bus.is_empty())
@@ -96,6 +112,7 @@ impl Config {
                 "FERRY_FSR_QUOTA",
                 defaults.fsr_quota_per_region,
             )?,
+            function_timeout,
             sdk,
             work_bucket: lookup("FERRY_WORK_BUCKET").filter(|b| !b.trim().is_empty()),
             policy: match lookup("FERRY_POLICY").filter(|json| !json.trim().is_empty()) {
@@ -134,5 +151,23 @@ mod tests {
         let error = Config::from_lookup(|name| (name == "FERRY_FSR_QUOTA").then(|| "five".into()))
             .unwrap_err();
         assert_eq!(error.name, "FERRY_FSR_QUOTA");
+    }
+
+    #[test]
+    fn the_sdk_budget_is_derived_from_the_function_timeout() {
+        let config = Config::from_lookup(|name| {
+            (name == "FERRY_FUNCTION_TIMEOUT_SECONDS").then(|| "60".into())
+        })
+        .unwrap();
+        assert_eq!(config.function_timeout, Duration::from_secs(60));
+        assert_eq!(config.sdk.operation_timeout, Duration::from_secs(55));
+        assert!(config.sdk.throttle_storm_worst_case() <= Duration::from_secs(55));
+        let error = Config::from_lookup(|name| match name {
+            "FERRY_FUNCTION_TIMEOUT_SECONDS" => Some("6".into()),
+            "FERRY_SDK_MAX_ATTEMPTS" => Some("6".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(error.name, "FERRY_SDK_MAX_ATTEMPTS");
     }
 }

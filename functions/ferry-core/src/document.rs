@@ -128,6 +128,10 @@ pub struct CopyState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
+    /// For a time-based copy (`completionDurationMinutes`): whether it met its deadline, recorded
+    /// by check-copy when the copy completes. A missed deadline is reported here, not failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_based_copy: Option<crate::rules::time_based::DeadlineOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,7 +142,10 @@ pub struct Evidence {
 
 impl Evidence {
     pub fn is_empty(&self) -> bool {
-        self.verification.is_none() && self.lineage.is_none() && self.fsr.is_none()
+        self.time_based_copy.is_none()
+            && self.verification.is_none()
+            && self.lineage.is_none()
+            && self.fsr.is_none()
     }
 }
 

@@ -38,6 +38,16 @@ pub enum FerryError {
     },
     #[error("source {id} has unencrypted snapshots ({snapshots}) and the policy requires encrypted sources: encrypt the source first")]
     SourceNotEncrypted { id: String, snapshots: String },
+    /// A time-based copy (`completionDurationMinutes`) that a source snapshot cannot meet at
+    /// AWS's 500 MiB/s per snapshot; refused before anything is copied.
+    #[error("completionDurationMinutes {requested_minutes} cannot be met: snapshot {snapshot_id} holds {size_gib} GiB, which needs at least {earliest_minutes} minutes at AWS's 500 MiB/s per time-based snapshot copy; {advice}")]
+    CompletionDurationTooShort {
+        requested_minutes: u64,
+        snapshot_id: String,
+        size_gib: String,
+        earliest_minutes: u64,
+        advice: String,
+    },
     #[error("KMS key {key} not found in {region}: create the key (or an alias or multi-Region replica) in the destination Region")]
     KeyNotFound { key: String, region: String },
     #[error("KMS key {key} lives in {key_region}, not in the destination Region {region}: use a key in {region} (keys are never shared across Regions)")]
@@ -113,12 +123,13 @@ pub enum FerryError {
 
 impl FerryError {
     /// Every error name, declared once; the ASL and the README use these verbatim.
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "InvalidRequest",
         "SourceNotFound",
         "SourceNotReady",
         "SourceNotEbsBacked",
         "SourceNotEncrypted",
+        "CompletionDurationTooShort",
         "KeyNotFound",
         "KeyNotInDestinationRegion",
         "KeyNotEnabled",
@@ -144,21 +155,22 @@ impl FerryError {
             SourceNotReady { .. } => 2,
             SourceNotEbsBacked { .. } => 3,
             SourceNotEncrypted { .. } => 4,
-            KeyNotFound { .. } => 5,
-            KeyNotInDestinationRegion { .. } => 6,
-            KeyNotEnabled { .. } => 7,
-            KeyNotSymmetric { .. } => 8,
-            CopyFailed { .. } => 9,
-            CopyQuotaExceeded { .. } => 10,
-            ReplicaNotEncrypted { .. } => 11,
-            ReplicaWrongKey { .. } => 12,
-            ReplicaAssociatedKey { .. } => 13,
-            ReplicaLineageMismatch { .. } => 14,
-            ReplicaIncomplete { .. } => 15,
-            FsrQuotaExceeded { .. } => 16,
-            PublishFailed { .. } => 17,
-            Throttled { .. } => 18,
-            AwsError { .. } => 19,
+            CompletionDurationTooShort { .. } => 5,
+            KeyNotFound { .. } => 6,
+            KeyNotInDestinationRegion { .. } => 7,
+            KeyNotEnabled { .. } => 8,
+            KeyNotSymmetric { .. } => 9,
+            CopyFailed { .. } => 10,
+            CopyQuotaExceeded { .. } => 11,
+            ReplicaNotEncrypted { .. } => 12,
+            ReplicaWrongKey { .. } => 13,
+            ReplicaAssociatedKey { .. } => 14,
+            ReplicaLineageMismatch { .. } => 15,
+            ReplicaIncomplete { .. } => 16,
+            FsrQuotaExceeded { .. } => 17,
+            PublishFailed { .. } => 18,
+            Throttled { .. } => 19,
+            AwsError { .. } => 20,
         };
         Self::NAMES[index]
     }
@@ -178,6 +190,7 @@ impl FerryError {
             "SourceNotReady" => "wait until the source is available/completed, then run again",
             "SourceNotEbsBacked" => "instance-store AMIs have no snapshots to copy; rebuild the AMI as EBS-backed",
             "SourceNotEncrypted" => "encrypt the source (copy it encrypted in its own Region) or relax requireEncryptedSource",
+            "CompletionDurationTooShort" => "ask for the earliest feasible completion duration the message gives, or drop completionDurationMinutes",
             "KeyNotFound" => "create the key or alias in the destination Region, or name an existing one in --to REGION=KEY",
             "KeyNotInDestinationRegion" => "name a key that lives in the destination Region (a multi-Region replica works)",
             "KeyNotEnabled" => "enable the key (or cancel its deletion), or name another key",

@@ -105,6 +105,11 @@ pub struct SnapshotInfo {
     pub tags: Vec<Tag>,
     /// RFC 3339 start time, as EC2 reports it.
     pub created: Option<String>,
+    /// `FullSnapshotSizeInBytes`: every block written to the source volume when the snapshot was
+    /// taken (not the incremental size), which a full copy moves. `None` if EC2 did not report it.
+    pub full_size_bytes: Option<u64>,
+    /// `CompletionTime` as Unix seconds, once EC2 reports the snapshot completed.
+    pub completed_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

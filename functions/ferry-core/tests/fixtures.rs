@@ -84,3 +84,35 @@ fn the_readme_error_table_lists_every_error_name_with_its_retryability() {
         assert_eq!(retryable, expected, "README retryability of {name}");
     }
 }
+
+#[test]
+fn every_function_fits_its_sdk_retries_inside_the_timeout_the_template_gives_it() {
+    let template = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml"),
+    )
+    .unwrap();
+    let values = |key: &str| -> Vec<u64> {
+        template
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(key))
+            .map(|value| value.trim().parse().unwrap())
+            .collect()
+    };
+    // One Timeout (Globals) that no function overrides, and the variable that tells it to the SDK.
+    let timeouts = values("Timeout:");
+    assert_eq!(timeouts.len(), 1, "{timeouts:?}");
+    assert_eq!(values("FERRY_FUNCTION_TIMEOUT_SECONDS:"), timeouts);
+    let config = ferry_core::Config::from_lookup(|name| {
+        (name == "FERRY_FUNCTION_TIMEOUT_SECONDS").then(|| timeouts[0].to_string())
+    })
+    .unwrap();
+    let timeout = std::time::Duration::from_secs(timeouts[0]);
+    assert_eq!(config.function_timeout, timeout);
+    let margin = ferry_core::adapters::sdk::FUNCTION_MARGIN;
+    assert!(
+        config.sdk.worst_case() + margin <= timeout
+            && config.sdk.throttle_storm_worst_case() + margin <= timeout,
+        "{:?}",
+        config.sdk
+    );
+}

@@ -36,6 +36,9 @@ CONFIG: dict[str, Any] = {
     "stepFunctions": {"waitSeconds": None, "retrySeconds": None},
     # The next N PutEvents calls answer every entry failed (see take_put_events_failure).
     "failPutEvents": 0,
+    # Each copy started while this is N > 0 is hidden from its first N describes (EC2's
+    # eventual consistency: a just-created id answers NotFound; see patches/copies.py).
+    "hideNewCopies": 0,
 }
 _CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int, "delaySeconds": float}
 _FRACTIONS = ("throttleFraction", "serverErrorFraction")
@@ -61,6 +64,7 @@ STATS: dict[str, Any] = {
     "resourceLimitExceeded": {},  # Region -> refused copies
     "peakCopiesInFlight": {},  # Region -> snapshot copies
     "failedCopies": 0,
+    "hiddenDescribes": 0,
 }
 # Region -> snapshot copies in flight now (kept by patches/copies.py).
 IN_FLIGHT: dict[str, int] = {}
@@ -123,9 +127,9 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
             if key == "stepFunctions":
                 new[key] = _step_functions_config(value)
                 continue
-            if key == "failPutEvents":
+            if key in ("failPutEvents", "hideNewCopies"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError("failPutEvents must be an integer >= 0")
+                    raise ValueError(f"{key} must be an integer >= 0")
                 new[key] = value
                 continue
             if key not in _CONFIG_TYPES:
@@ -282,6 +286,28 @@ def take_copy_failure(region: str) -> tuple[str, str] | None:
         return fail["code"], fail["message"]
 
 
+# Copy id -> describes it is still hidden from (hideNewCopies; kept by patches/copies.py).
+HIDDEN: dict[str, int] = {}
+
+
+def hide_new_copy(resource_id: str) -> None:
+    """Call when a copy starts: hide it from its first ``hideNewCopies`` describes."""
+    with LOCK:
+        if CONFIG["hideNewCopies"] > 0:
+            HIDDEN[resource_id] = CONFIG["hideNewCopies"]
+
+
+def take_hidden(resource_ids: list[str]) -> set[str]:
+    """Which of ``resource_ids`` (what one describe would answer) it must not see; each hidden
+    one uses up one of its describes."""
+    with LOCK:
+        hidden = {r for r in resource_ids if HIDDEN.get(r, 0) > 0}
+        for resource_id in hidden:
+            HIDDEN[resource_id] -= 1
+            STATS["hiddenDescribes"] += 1
+        return hidden
+
+
 def stats() -> dict[str, Any]:
     with LOCK:
         return {
@@ -292,6 +318,7 @@ def stats() -> dict[str, Any]:
             "serverErrors": dict(STATS["serverErrors"]),
             "delayed": STATS["delayed"],
             "failedCopies": STATS["failedCopies"],
+            "hiddenDescribes": STATS["hiddenDescribes"],
         }
 
 

@@ -135,6 +135,12 @@ fn snapshot_info(
         created: snapshot
             .start_time()
             .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+        full_size_bytes: snapshot
+            .full_snapshot_size_in_bytes()
+            .and_then(|bytes| u64::try_from(bytes).ok()),
+        completed_at: snapshot
+            .completion_time()
+            .and_then(|t| u64::try_from(t.secs()).ok()),
     }
 }
 

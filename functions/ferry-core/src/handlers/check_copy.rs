@@ -12,7 +12,8 @@ use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo};
 use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{explain_failure, read_image, read_snapshots, CopyReading};
+use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
+use crate::rules::time_based::deadline_outcome;
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -42,20 +43,14 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         .describe_snapshots(&region, &snapshot_ids)
         .await
         .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    let elapsed = deps.clock.now().saturating_sub(copy.started_at);
     let reading = match (&image, kind) {
         (Some(image), _) => read_image(image, &snapshots),
         (None, SourceKind::Snapshot) if !snapshots.is_empty() => read_snapshots(&snapshots),
-        _ => CopyReading {
-            status: CopyStatus::Failed,
-            progress_percent: None,
-            failure: Some(format!(
-                "{} no longer exists in {region}",
-                copy.destination_id
-            )),
-        },
+        // Not found: EC2 may not see a just-created copy yet (eventual consistency).
+        _ => read_missing(&copy.destination_id, &region, elapsed),
     };
 
-    let elapsed = deps.clock.now().saturating_sub(copy.started_at);
     copy.status = reading.status;
     copy.checks += 1;
     copy.progress = reading.progress_percent.map(|p| format!("{p}%"));
@@ -88,6 +83,26 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
                 copy.status = CopyStatus::Pending;
                 copy.next_check_seconds = deps.config.poll.min_seconds;
             }
+        }
+    }
+    if copy.status == CopyStatus::Completed {
+        if let Some(minutes) = document
+            .options
+            .completion_duration_minutes
+            .and_then(|m| u64::try_from(m).ok())
+        {
+            // AWS's own CompletionTime of the last snapshot, else when this check saw it done.
+            let completed_at = snapshots
+                .iter()
+                .map(|s| s.completed_at)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|times| times.into_iter().max())
+                .unwrap_or_else(|| deps.clock.now());
+            let outcome = deadline_outcome(copy.started_at, minutes, completed_at);
+            if !outcome.met {
+                warn!(destination_id = %copy.destination_id, minutes, late_seconds = outcome.late_seconds, "time-based copy missed its completion duration (reported, not failed; AWS bills the tier of the actual duration)");
+            }
+            document.evidence.time_based_copy = Some(outcome);
         }
     }
     info!(destination_id = %copy.destination_id, status = ?copy.status, checks = copy.checks, elapsed, cleaned_up = copy.cleaned_up.len(), "copy checked");

@@ -1,4 +1,5 @@
-//! start-copy: preflight (key, zones, source), then one idempotent copy tagged at creation.
+//! start-copy: preflight (key, zones, source, a time-based deadline's feasibility), then one
+//! idempotent copy tagged at creation.
 
 use tracing::info;
 
@@ -11,7 +12,7 @@ use crate::handlers::{aws_failure, check_zones, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, ownership_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::{key, request};
+use crate::rules::{key, request, time_based};
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -20,7 +21,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     if let Some(fsr) = &document.options.fsr {
         check_zones(deps, &document.destination.region, &fsr.availability_zones).await?;
     }
-    document.source_snapshots = inspect_source(deps, &document, kind).await?;
+    let (source_snapshots, sizes) = inspect_source(deps, &document, kind).await?;
+    document.source_snapshots = source_snapshots;
+    time_based::check_feasible(document.options.completion_duration_minutes, &sizes)?;
     let id = replication_id(
         &document.source.region,
         document.source_id(),
@@ -57,11 +60,12 @@ async fn resolve_key(deps: &Deps, document: &Replication) -> Result<ResolvedKey,
     )
 }
 
+/// The source's snapshots, and each one's full size as EC2 reports it (for time-based copies).
 async fn inspect_source(
     deps: &Deps,
     document: &Replication,
     kind: SourceKind,
-) -> Result<Vec<SourceSnapshot>, FerryError> {
+) -> Result<(Vec<SourceSnapshot>, Vec<(String, Option<u64>)>), FerryError> {
     let (region, id) = (&document.source.region, document.source_id());
     let not_found = || FerryError::SourceNotFound {
         region: region.clone(),
@@ -112,7 +116,11 @@ async fn inspect_source(
             });
         }
     }
-    Ok(snapshot_ids
+    let sizes = described
+        .iter()
+        .map(|s| (s.snapshot_id.clone(), s.full_size_bytes))
+        .collect();
+    let snapshots = snapshot_ids
         .into_iter()
         .map(|(device_name, snapshot_id)| {
             let found = described.iter().find(|s| s.snapshot_id == snapshot_id);
@@ -123,7 +131,8 @@ async fn inspect_source(
                 device_name,
             }
         })
-        .collect())
+        .collect();
+    Ok((snapshots, sizes))
 }
 
 /// Reuses a copy of this replication that is pending or available (a retried or duplicate

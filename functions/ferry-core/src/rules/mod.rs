@@ -8,4 +8,5 @@ pub mod polling;
 pub mod request;
 pub mod status;
 pub mod summary;
+pub mod time_based;
 pub mod verify;

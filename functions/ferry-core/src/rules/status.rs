@@ -21,6 +21,32 @@ fn failed(message: String) -> CopyReading {
     }
 }
 
+/// How long after `startedAt` a copy EC2 answers NotFound for is still read as pending.
+///
+/// EC2 is eventually consistent (EC2 developer guide, "Eventual consistency in the Amazon EC2
+/// API"): describing a resource you just created may answer that it does not exist, and AWS
+/// advises describing it again with exponential backoff "up to a few minutes" (about five
+/// minutes in earlier versions of that page). Five minutes, then: a copy still unknown after
+/// that is gone.
+pub const NOT_FOUND_GRACE_SECONDS: u64 = 300;
+
+/// Reads a copy EC2 did not find (`InvalidAMIID.NotFound`, `InvalidSnapshot.NotFound`, or no
+/// such id in the answer): pending within [`NOT_FOUND_GRACE_SECONDS`] of the copy call, as EC2
+/// may not see a just-created copy yet; a failure naming the missing id after it.
+pub fn read_missing(destination_id: &str, region: &str, elapsed_seconds: u64) -> CopyReading {
+    if elapsed_seconds <= NOT_FOUND_GRACE_SECONDS {
+        return CopyReading {
+            status: CopyStatus::Pending,
+            progress_percent: None,
+            failure: None,
+        };
+    }
+    failed(format!(
+        "{destination_id} was not found in {region} {elapsed_seconds} s after the copy started \
+         (EC2 may not see a new copy for up to {NOT_FOUND_GRACE_SECONDS} s; it no longer exists)"
+    ))
+}
+
 /// Reads a snapshot copy (or an image copy's snapshots) as pending, completed or failed.
 pub fn read_snapshots(snapshots: &[SnapshotInfo]) -> CopyReading {
     if let Some(broken) = snapshots
@@ -187,6 +213,33 @@ mod tests {
         assert_eq!(
             read_snapshots(&[snapshot("snap-1", "pending", "0%", None)]).status,
             CopyStatus::Pending
+        );
+    }
+
+    #[test]
+    fn a_copy_ec2_does_not_find_yet_is_pending_within_the_grace_window() {
+        for elapsed in [0, 31, NOT_FOUND_GRACE_SECONDS] {
+            assert_eq!(
+                read_missing("ami-1", "us-west-2", elapsed),
+                CopyReading {
+                    status: CopyStatus::Pending,
+                    progress_percent: None,
+                    failure: None
+                },
+                "{elapsed} s after the copy call"
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_still_not_found_after_the_grace_window_fails_naming_the_missing_id() {
+        let reading = read_missing("snap-0abc", "us-west-2", NOT_FOUND_GRACE_SECONDS + 1);
+        assert_eq!(reading.status, CopyStatus::Failed);
+        let failure = reading.failure.unwrap();
+        assert!(
+            failure
+                .starts_with("snap-0abc was not found in us-west-2 301 s after the copy started"),
+            "{failure}"
         );
     }
 

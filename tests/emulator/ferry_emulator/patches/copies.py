@@ -7,8 +7,15 @@ missing, disabled, pending-deletion or non-symmetric key fails the copy.
 
 Fault switches (``state.CONFIG``): ``copyQuotaPerRegion`` bounds the snapshot copies in flight
 per destination Region (an AMI copy counts one per snapshot; beyond it the call answers
-``ResourceLimitExceeded``), and ``failNextCopies`` makes the next copies end failed/error with
-a given message.
+``ResourceLimitExceeded``), ``failNextCopies`` makes the next copies end failed/error with
+a given message, and ``hideNewCopies`` hides each new copy from its first N describes (row 11).
+
+Row 11, EC2's eventual consistency (EC2 developer guide, "Eventual consistency in the Amazon EC2
+API"): "if you run a command to modify or describe the resource that you just created, its ID
+might not have propagated throughout the system, and you will get an error responding that the
+resource does not exist". A hidden copy (the image of a CopyImage, the snapshot of a
+CopySnapshot) named in ``ImageIds``/``SnapshotIds`` answers ``InvalidAMIID.NotFound`` /
+``InvalidSnapshot.NotFound``, as an unknown id does; a filtered listing leaves it out.
 """
 
 from __future__ import annotations
@@ -72,12 +79,61 @@ CLIENT_TOKENS: dict[tuple[str, str, str], tuple[str, str]] = {}
 def apply() -> None:
     AmisResponse.copy_image = copy_image
     ElasticBlockStore.copy_snapshot = copy_snapshot
+    AmisResponse.describe_images = _hiding_new_copies(AmisResponse.describe_images, "ImageIds", "Images")
+    ElasticBlockStore.describe_snapshots = _hiding_new_copies(
+        ElasticBlockStore.describe_snapshots, "SnapshotIds", "Snapshots"
+    )
     _snapshot_progress_is_settable()
 
 
+def _hiding_new_copies(original: Any, ids_param: str, result_key: str) -> Any:
+    """DescribeImages/DescribeSnapshots that do not yet see copies ``hideNewCopies`` hides
+    (row 11): an id asked for by name is NotFound, a listing leaves the copy out."""
+
+    def describe(self: Any) -> ActionResult:
+        answer = original(self)
+        if not state.HIDDEN:
+            return answer
+        found = answer.result.get(result_key) if isinstance(answer, ActionResult) else None
+        if found is None:
+            return answer
+        hidden = state.take_hidden([item.id for item in found])
+        if not hidden:
+            return answer
+        named = sorted(hidden & set(self._get_param(ids_param, [])))
+        if named:
+            if result_key == "Images":
+                raise InvalidAMIIdError(named if len(named) > 1 else named[0])
+            raise ec2_error("InvalidSnapshot.NotFound", f"The snapshot '{named[0]}' does not exist.")
+        return ActionResult({result_key: [item for item in found if item.id not in hidden]})
+
+    return describe
+
+
 def _snapshot_progress_is_settable() -> None:
-    """moto's Snapshot.progress is always "100%"; pending copies report their own."""
+    """moto's Snapshot.progress is always "100%"; pending copies report their own. Row 12:
+    ``FullSnapshotSizeInBytes`` and ``CompletionTime``, which moto does not report."""
     Snapshot.progress = property(lambda self: self.__dict__.get("_ferry_progress", "100%"))
+    Snapshot.full_snapshot_size_in_bytes = property(_full_snapshot_size_in_bytes)
+    Snapshot.completion_time = property(_completion_time)
+
+
+GIB = 1024**3
+
+
+def _full_snapshot_size_in_bytes(self: Snapshot) -> int | None:
+    """Every block written to the source volume: this emulator's volumes are full, so the
+    volume's size (a copy keeps its source's)."""
+    size = getattr(self.volume, "size", None)
+    return None if size is None else int(size) * GIB
+
+
+def _completion_time(self: Snapshot) -> Any:
+    """When the snapshot completed: a copy when it settled, any other snapshot at its start
+    (moto completes them at once); absent while pending or failed."""
+    if self.status != "completed":
+        return None
+    return self.__dict__.get("_ferry_completion_time", self.start_time)
 
 
 # --- settling -------------------------------------------------------------------------
@@ -115,6 +171,8 @@ def _finish(job: CopyJob, backend: Any) -> None:
         else:
             snap.status = "completed"
             snap._ferry_progress = "100%"
+            # Its own due time, not the request's that happened to settle it.
+            snap._ferry_completion_time = state.now_dt(job.due)
     if image is not None and image.state == "pending":
         if problem:
             code, detail = problem
@@ -297,6 +355,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
         image.source_image_id = source.id
         image.source_image_region = source_region
         image.add_tags(image_tags)
+        state.hide_new_copy(image_id)
         _start(
             dict(
                 account_id=account,
@@ -341,6 +400,7 @@ def copy_snapshot(self: ElasticBlockStore) -> ActionResult:
             completion_minutes=minutes,
             tags=tags.get("snapshot", {}),
         )
+        state.hide_new_copy(snap.id)
         _start(
             dict(
                 account_id=backend.account_id,
