@@ -311,7 +311,14 @@ fn free_port() -> u16 {
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // A connection to itself is not a listener: a loopback connect retried to a port of the
+    // ephemeral range can pick that port as its own and "succeed" (TCP simultaneous open), and
+    // the functions would then start before watch listens.
+    let listening = || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    };
+    while !listening() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{what} exited ({status}) before listening; see {}",

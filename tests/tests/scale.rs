@@ -23,7 +23,7 @@ const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-southeast-2"];
 const QUOTA: u64 = 20;
 /// Long enough that, at the rate the local engine starts replications, the 20 slots of a Region
 /// fill and AWS's `ResourceLimitExceeded` has to be waited out.
-const COPY_SECONDS: f64 = 20.0;
+const COPY_SECONDS: f64 = 12.0;
 
 async fn select(world: &World, ids: &[String]) {
     let tag = aws_sdk_ec2::types::Tag::builder()
