@@ -147,64 +147,70 @@ impl FerryError {
         "AwsError",
     ];
 
+    /// The variant's Lambda `errorType`: its own name, one arm per variant.
     pub fn name(&self) -> &'static str {
         use FerryError::*;
-        let index = match self {
-            InvalidRequest { .. } => 0,
-            SourceNotFound { .. } => 1,
-            SourceNotReady { .. } => 2,
-            SourceNotEbsBacked { .. } => 3,
-            SourceNotEncrypted { .. } => 4,
-            CompletionDurationTooShort { .. } => 5,
-            KeyNotFound { .. } => 6,
-            KeyNotInDestinationRegion { .. } => 7,
-            KeyNotEnabled { .. } => 8,
-            KeyNotSymmetric { .. } => 9,
-            CopyFailed { .. } => 10,
-            CopyQuotaExceeded { .. } => 11,
-            ReplicaNotEncrypted { .. } => 12,
-            ReplicaWrongKey { .. } => 13,
-            ReplicaAssociatedKey { .. } => 14,
-            ReplicaLineageMismatch { .. } => 15,
-            ReplicaIncomplete { .. } => 16,
-            FsrQuotaExceeded { .. } => 17,
-            PublishFailed { .. } => 18,
-            Throttled { .. } => 19,
-            AwsError { .. } => 20,
-        };
-        Self::NAMES[index]
+        match self {
+            InvalidRequest { .. } => "InvalidRequest",
+            SourceNotFound { .. } => "SourceNotFound",
+            SourceNotReady { .. } => "SourceNotReady",
+            SourceNotEbsBacked { .. } => "SourceNotEbsBacked",
+            SourceNotEncrypted { .. } => "SourceNotEncrypted",
+            CompletionDurationTooShort { .. } => "CompletionDurationTooShort",
+            KeyNotFound { .. } => "KeyNotFound",
+            KeyNotInDestinationRegion { .. } => "KeyNotInDestinationRegion",
+            KeyNotEnabled { .. } => "KeyNotEnabled",
+            KeyNotSymmetric { .. } => "KeyNotSymmetric",
+            CopyFailed { .. } => "CopyFailed",
+            CopyQuotaExceeded { .. } => "CopyQuotaExceeded",
+            ReplicaNotEncrypted { .. } => "ReplicaNotEncrypted",
+            ReplicaWrongKey { .. } => "ReplicaWrongKey",
+            ReplicaAssociatedKey { .. } => "ReplicaAssociatedKey",
+            ReplicaLineageMismatch { .. } => "ReplicaLineageMismatch",
+            ReplicaIncomplete { .. } => "ReplicaIncomplete",
+            FsrQuotaExceeded { .. } => "FsrQuotaExceeded",
+            PublishFailed { .. } => "PublishFailed",
+            Throttled { .. } => "Throttled",
+            AwsError { .. } => "AwsError",
+        }
     }
 
     /// The names the state machine retries with backoff; every other name fails the branch.
     pub const RETRYABLE: [&'static str; 3] = ["Throttled", "CopyQuotaExceeded", "PublishFailed"];
 
     pub fn is_retryable(&self) -> bool {
-        Self::RETRYABLE.contains(&self.name())
+        matches!(
+            self,
+            FerryError::Throttled { .. }
+                | FerryError::CopyQuotaExceeded { .. }
+                | FerryError::PublishFailed { .. }
+        )
     }
 
     /// A one-line hint on how to fix it, for people at a terminal.
     pub fn hint(&self) -> &'static str {
-        match self.name() {
-            "InvalidRequest" => "correct the named field; `ferry replicate --help` shows the accepted forms",
-            "SourceNotFound" => "check the id and --source-region; ferry sees only this account's images and snapshots",
-            "SourceNotReady" => "wait until the source is available/completed, then run again",
-            "SourceNotEbsBacked" => "instance-store AMIs have no snapshots to copy; rebuild the AMI as EBS-backed",
-            "SourceNotEncrypted" => "encrypt the source (copy it encrypted in its own Region) or relax requireEncryptedSource",
-            "CompletionDurationTooShort" => "ask for the earliest feasible completion duration the message gives, or drop completionDurationMinutes",
-            "KeyNotFound" => "create the key or alias in the destination Region, or name an existing one in --to REGION=KEY",
-            "KeyNotInDestinationRegion" => "name a key that lives in the destination Region (a multi-Region replica works)",
-            "KeyNotEnabled" => "enable the key (or cancel its deletion), or name another key",
-            "KeyNotSymmetric" => "EBS needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key",
-            "CopyFailed" => "read AWS's reason above, fix it, then rerun with the next options.attempt",
-            "CopyQuotaExceeded" => "too many copies in flight to that Region; rerun later",
-            "ReplicaNotEncrypted" | "ReplicaWrongKey" => "the replica is not compliant: investigate before using it; do not launch from it",
-            "ReplicaAssociatedKey" => "someone associated another KMS key with the replica: investigate, then DisassociateKmsKeyId and re-verify",
-            "ReplicaLineageMismatch" => "the replica is not a copy of this source according to AWS: check the document's copy.destinationId, or rerun from start-copy",
-            "ReplicaIncomplete" => "wait for the copy to finish, or rerun the replication",
-            "FsrQuotaExceeded" => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
-            "PublishFailed" => "check the event bus name and permissions; rerun tag-lineage",
-            "Throttled" => "AWS is throttling this account; rerun later or lower concurrency",
-            _ => "check credentials, Region and endpoint; the message above is AWS's own",
+        use FerryError::*;
+        match self {
+            InvalidRequest { .. } => "correct the named field; `ferry replicate --help` shows the accepted forms",
+            SourceNotFound { .. } => "check the id and --source-region; ferry sees only this account's images and snapshots",
+            SourceNotReady { .. } => "wait until the source is available/completed, then run again",
+            SourceNotEbsBacked { .. } => "instance-store AMIs have no snapshots to copy; rebuild the AMI as EBS-backed",
+            SourceNotEncrypted { .. } => "encrypt the source (copy it encrypted in its own Region) or relax requireEncryptedSource",
+            CompletionDurationTooShort { .. } => "ask for the earliest feasible completion duration the message gives, or drop completionDurationMinutes",
+            KeyNotFound { .. } => "create the key or alias in the destination Region, or name an existing one in --to REGION=KEY",
+            KeyNotInDestinationRegion { .. } => "name a key that lives in the destination Region (a multi-Region replica works)",
+            KeyNotEnabled { .. } => "enable the key (or cancel its deletion), or name another key",
+            KeyNotSymmetric { .. } => "EBS needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key",
+            CopyFailed { .. } => "read AWS's reason above, fix it, then rerun with the next options.attempt",
+            CopyQuotaExceeded { .. } => "too many copies in flight to that Region; rerun later",
+            ReplicaNotEncrypted { .. } | ReplicaWrongKey { .. } => "the replica is not compliant: investigate before using it; do not launch from it",
+            ReplicaAssociatedKey { .. } => "someone associated another KMS key with the replica: investigate, then DisassociateKmsKeyId and re-verify",
+            ReplicaLineageMismatch { .. } => "the replica is not a copy of this source according to AWS: check the document's copy.destinationId, or rerun from start-copy",
+            ReplicaIncomplete { .. } => "wait for the copy to finish, or rerun the replication",
+            FsrQuotaExceeded { .. } => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
+            PublishFailed { .. } => "check the event bus name and permissions; rerun tag-lineage",
+            Throttled { .. } => "AWS is throttling this account; rerun later or lower concurrency",
+            AwsError { .. } => "check credentials, Region and endpoint; the message above is AWS's own",
         }
     }
 
@@ -244,6 +250,127 @@ mod tests {
         assert!(diagnostic
             .error_message
             .contains("snap-1 (under arn:other)"));
+    }
+
+    /// One error of every variant, in declaration order.
+    fn one_of_each() -> Vec<FerryError> {
+        use FerryError::*;
+        let (s, findings) = (String::new, Vec::new);
+        vec![
+            InvalidRequest {
+                field: s(),
+                reason: s(),
+            },
+            SourceNotFound {
+                region: s(),
+                id: s(),
+            },
+            SourceNotReady {
+                id: s(),
+                state: s(),
+                wanted: s(),
+            },
+            SourceNotEbsBacked {
+                id: s(),
+                root_device_type: s(),
+            },
+            SourceNotEncrypted {
+                id: s(),
+                snapshots: s(),
+            },
+            CompletionDurationTooShort {
+                requested_minutes: 15,
+                snapshot_id: s(),
+                size_gib: s(),
+                earliest_minutes: 30,
+                advice: s(),
+            },
+            KeyNotFound {
+                key: s(),
+                region: s(),
+            },
+            KeyNotInDestinationRegion {
+                key: s(),
+                key_region: s(),
+                region: s(),
+            },
+            KeyNotEnabled {
+                key_arn: s(),
+                state: s(),
+                hint: s(),
+            },
+            KeyNotSymmetric {
+                key_arn: s(),
+                spec: s(),
+                usage: s(),
+            },
+            CopyFailed {
+                destination_id: s(),
+                reason: s(),
+            },
+            CopyQuotaExceeded { message: s() },
+            ReplicaNotEncrypted {
+                destination_id: s(),
+                findings: findings(),
+            },
+            ReplicaWrongKey {
+                destination_id: s(),
+                expected_key_arn: s(),
+                findings: findings(),
+            },
+            ReplicaAssociatedKey {
+                destination_id: s(),
+                expected_key_arn: s(),
+                findings: findings(),
+            },
+            ReplicaLineageMismatch {
+                destination_id: s(),
+                expected: s(),
+                recorded: s(),
+            },
+            ReplicaIncomplete {
+                destination_id: s(),
+                reason: s(),
+            },
+            FsrQuotaExceeded {
+                region: s(),
+                reason: s(),
+            },
+            PublishFailed { reason: s() },
+            Throttled {
+                operation: s(),
+                message: s(),
+            },
+            AwsError {
+                operation: s(),
+                code: s(),
+                message: s(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variant_is_named_by_itself_and_declared_in_names() {
+        let names: Vec<&str> = one_of_each().iter().map(FerryError::name).collect();
+        assert_eq!(names, FerryError::NAMES);
+        for error in one_of_each() {
+            assert_eq!(Diagnostic::from(error.clone()).error_type, error.name());
+            assert!(!error.hint().is_empty(), "{}", error.name());
+        }
+    }
+
+    #[test]
+    fn the_retryable_names_are_exactly_the_retryable_variants() {
+        let retryable: Vec<&str> = one_of_each()
+            .iter()
+            .filter(|e| e.is_retryable())
+            .map(FerryError::name)
+            .collect();
+        let mut declared = FerryError::RETRYABLE.to_vec();
+        declared.sort();
+        let mut retryable = retryable;
+        retryable.sort();
+        assert_eq!(retryable, declared);
     }
 
     #[test]
