@@ -12,7 +12,10 @@ use crate::handlers::{aws_failure, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo};
 use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
+use crate::rules::status::{
+    explain_failure, image_copy_is_live, read_image, read_missing, read_snapshots,
+    snapshot_copy_is_live,
+};
 use crate::rules::time_based::deadline_outcome;
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
@@ -138,7 +141,7 @@ async fn canonical_copy(
             .await
             .map_err(|e| aws_failure("ec2:DescribeImages", e))?
             .into_iter()
-            .filter(|i| i.state == "pending" || i.state == "available")
+            .filter(|i| image_copy_is_live(&i.state))
             .map(|i| (i.created, i.image_id))
             .collect(),
         SourceKind::Snapshot => deps
@@ -147,7 +150,7 @@ async fn canonical_copy(
             .await
             .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
             .into_iter()
-            .filter(|s| s.state == "pending" || s.state == "completed")
+            .filter(|s| snapshot_copy_is_live(&s.state))
             .map(|s| (s.created, s.snapshot_id))
             .collect(),
     };

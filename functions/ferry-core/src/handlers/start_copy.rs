@@ -12,6 +12,7 @@ use crate::handlers::{aws_failure, check_zones, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, ownership_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
+use crate::rules::status::{image_copy_is_live, snapshot_copy_is_live};
 use crate::rules::{key, request, time_based};
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
@@ -151,10 +152,7 @@ async fn copy_image(
         .find_images_tagged(region, &ownership)
         .await
         .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-    if let Some(copy) = existing
-        .iter()
-        .find(|i| i.state == "pending" || i.state == "available")
-    {
+    if let Some(copy) = existing.iter().find(|i| image_copy_is_live(&i.state)) {
         info!(replication_id = %id, image_id = %copy.image_id, "reusing the existing copy");
         return Ok(copy.image_id.clone());
     }
@@ -198,7 +196,7 @@ async fn copy_snapshot(
         .find_snapshots_tagged(region, &ownership)
         .await
         .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
-    if let Some(copy) = existing.iter().find(|s| s.state != "error") {
+    if let Some(copy) = existing.iter().find(|s| snapshot_copy_is_live(&s.state)) {
         info!(replication_id = %id, snapshot_id = %copy.snapshot_id, "reusing the existing copy");
         return Ok(copy.snapshot_id.clone());
     }

@@ -13,6 +13,19 @@ pub struct CopyReading {
     pub failure: Option<String>,
 }
 
+/// Whether an existing image copy is still the replication's copy, to reuse or to keep checking:
+/// `pending` or `available`. A `failed`, `deregistered` (or any other) image is not.
+pub fn image_copy_is_live(state: &str) -> bool {
+    matches!(state, "pending" | "available")
+}
+
+/// Whether an existing snapshot copy is still the replication's copy, to reuse or to keep
+/// checking: `pending` or `completed`. An `error` snapshot is not, nor one in the Recycle Bin
+/// or archive states (`recoverable`, `recovering`), which cannot be verified or restored from.
+pub fn snapshot_copy_is_live(state: &str) -> bool {
+    matches!(state, "pending" | "completed")
+}
+
 fn failed(message: String) -> CopyReading {
     CopyReading {
         status: CopyStatus::Failed,
@@ -127,6 +140,26 @@ pub fn explain_failure(failure: String, key: Option<&KeyInfo>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_pending_or_finished_copies_are_live() {
+        use super::{image_copy_is_live, snapshot_copy_is_live};
+        assert!(image_copy_is_live("pending") && image_copy_is_live("available"));
+        for state in [
+            "failed",
+            "deregistered",
+            "invalid",
+            "transient",
+            "disabled",
+            "",
+        ] {
+            assert!(!image_copy_is_live(state), "{state}");
+        }
+        assert!(snapshot_copy_is_live("pending") && snapshot_copy_is_live("completed"));
+        for state in ["error", "recoverable", "recovering", ""] {
+            assert!(!snapshot_copy_is_live(state), "{state}");
+        }
+    }
+
     use super::*;
 
     fn snapshot(id: &str, state: &str, progress: &str, message: Option<&str>) -> SnapshotInfo {
