@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use ferry_core::adapters::sdk::{retry_config, with_settings};
-use ferry_core::adapters::SdkSettings;
 use ferry_core::ports::{Clock, SystemClock};
+use ferry_core::rules::retry_budget::SdkSettings;
 use ferry_core::{Config, Deps};
 use serde_json::{json, Value};
 

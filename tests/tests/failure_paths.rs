@@ -229,7 +229,7 @@ async fn a_throttle_storm_under_the_deployed_timeout_ends_as_throttled_within_th
     let config =
         Config::from_lookup(|name| (name == "FERRY_FUNCTION_TIMEOUT_SECONDS").then(|| "30".into()))
             .unwrap();
-    let budget = config.function_timeout - ferry_core::adapters::sdk::FUNCTION_MARGIN;
+    let budget = config.function_timeout - ferry_core::rules::retry_budget::FUNCTION_MARGIN;
     assert!(
         config.sdk.throttle_storm_worst_case() <= budget,
         "{:?}",

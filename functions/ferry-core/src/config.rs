@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use crate::adapters::sdk::DEFAULT_FUNCTION_TIMEOUT;
-use crate::adapters::SdkSettings;
 use crate::policy::Policy;
 use crate::rules::polling::PollBounds;
+use crate::rules::retry_budget::{SdkSettings, DEFAULT_FUNCTION_TIMEOUT};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FerryError;
 
+/// Largest replication document accepted (Step Functions carries at most 256 KiB between states).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Replication {
@@ -233,13 +236,10 @@ impl Replication {
     /// Parses a document from the Lambda payload; anything malformed is `InvalidRequest`.
     pub fn from_json(payload: serde_json::Value) -> Result<Self, FerryError> {
         let size = payload.to_string().len();
-        if size > crate::rules::request::MAX_DOCUMENT_BYTES {
+        if size > MAX_DOCUMENT_BYTES {
             return Err(FerryError::invalid(
                 "document",
-                format!(
-                    "{size} bytes; at most {} are accepted",
-                    crate::rules::request::MAX_DOCUMENT_BYTES
-                ),
+                format!("{size} bytes; at most {} are accepted", MAX_DOCUMENT_BYTES),
             ));
         }
         serde_json::from_value(payload).map_err(|e| {

@@ -108,7 +108,7 @@ fn every_function_fits_its_sdk_retries_inside_the_timeout_the_template_gives_it(
     .unwrap();
     let timeout = std::time::Duration::from_secs(timeouts[0]);
     assert_eq!(config.function_timeout, timeout);
-    let margin = ferry_core::adapters::sdk::FUNCTION_MARGIN;
+    let margin = ferry_core::rules::retry_budget::FUNCTION_MARGIN;
     assert!(
         config.sdk.worst_case() + margin <= timeout
             && config.sdk.throttle_storm_worst_case() + margin <= timeout,

@@ -11,4 +11,4 @@ pub use ec2::Ec2Adapter;
 pub use events::EventBridgeAdapter;
 pub use kms::KmsAdapter;
 pub use s3::S3Adapter;
-pub use sdk::{aws_error, load_sdk_config, Regional, SdkSettings};
+pub use sdk::{aws_error, load_sdk_config, Regional};

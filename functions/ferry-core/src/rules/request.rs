@@ -48,8 +48,6 @@ pub const AWS_REGIONS: [&str; 38] = [
     "ap-southeast-6",
 ];
 
-/// Largest replication document accepted (Step Functions carries at most 256 KiB between states).
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Most Availability Zones one request may ask FSR for.
 pub const MAX_FSR_ZONES: usize = 8;
 
