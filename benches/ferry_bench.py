@@ -5,13 +5,16 @@ Measures the six Lambda binaries as they are deployed and writes docs/PERFORMANC
 
 1. per function: the stripped `bootstrap` binary, its deployment zip, the cold start (process
    start -> first invocation answered) through a local Lambda Runtime API (a small server in
-   this file, speaking `/2018-06-01/runtime/invocation/next` and `.../response|error`), the warm
+   this file, speaking `/2018-06-01/runtime/invocation/next` and `.../response|error`, so that
+   the init phase and the handler's own duration are seen where Lambda sees them), the warm
    handler latency (invocations after the first, in one process), and the peak RSS (VmHWM);
-2. per replication, for simulated copies of 5, 30 and 120 minutes: the state machine
-   (statemachine/ferry.asl.json) walked state by state with the real binaries as its Task
-   resources and the local AWS emulator's clock moved by each Wait state, counting state
-   transitions, Lambda invocations and the EC2/KMS/EventBridge calls the emulator received, the
-   cost at list prices and the detection lag (copy done -> checked as completed).
+2. per replication, for copies of 5, 30 and 120 minutes: the deployed state machines on moto's
+   Step Functions engine with the release binaries behind it (tests/examples/replication_bench.rs,
+   over the test harness tests/src/state_machine.rs), counting state transitions, history events,
+   payloads, Lambda invocations and the AWS calls the local AWS received; the cost at list prices;
+3. the fleet and the polling rule: target/bench/fleet.json, which scripts/bench writes with
+   functions/ferry-core/examples/fleet_bench.rs (planning at scale, sweep makespan, and the
+   detection lag as `rules::polling` gives it).
 
 Inputs are realistic: seeded encrypted AMIs (two snapshots under two source keys), EC2 AMI State
 Change events for plan-replication, and for each later function the documents the previous
@@ -45,21 +48,13 @@ from botocore.config import Config as BotoConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS = ["plan-replication", "start-copy", "check-copy", "verify-encryption", "tag-lineage", "enable-fsr"]
-# DefinitionSubstitutions key -> binary, as in infra/template.yaml.
-FUNCTION_ARNS = {
-    "${PlanReplicationFunctionArn}": "plan-replication",
-    "${StartCopyFunctionArn}": "start-copy",
-    "${CheckCopyFunctionArn}": "check-copy",
-    "${VerifyEncryptionFunctionArn}": "verify-encryption",
-    "${TagLineageFunctionArn}": "tag-lineage",
-    "${EnableFsrFunctionArn}": "enable-fsr",
-}
 ACCOUNT = "123456789012"  # moto's account
 SOURCE, DESTINATION = "us-east-1", "us-west-2"
 ALIAS = "alias/ferry-bench-usw2"
 ZONES = ["us-west-2a", "us-west-2b"]
 # The README's example request, as a deployed policy: AMIs tagged dr-tier=gold go to us-west-2
-# under an alias, with FSR in two zones, disabled again after 24 hours.
+# under an alias, with FSR in two zones, disabled again after 24 hours (the per-replication runs,
+# tests/examples/replication_bench.rs, give their destination the same options).
 POLICY = {
     "selection": {"tagKey": "dr-tier", "tagValues": ["gold"]},
     "requireEncryptedSource": True,
@@ -67,13 +62,18 @@ POLICY = {
     "copySourceTags": True,
     "destinations": [{"region": DESTINATION, "kmsKeyId": ALIAS, "fsr": {"availabilityZones": ZONES, "disableAfterHours": 24}}],
 }
+WORK_BUCKET = "ferry-work-123456789012-us-east-1"  # the stack's bucket (tests/src/state_machine.rs)
 MEMORY_MB = 128
 
-# List prices (us-east-1), USD.
+# List prices (us-east-1), USD: aws.amazon.com/step-functions/pricing (Standard workflows, per
+# state transition, retries included), /lambda/pricing, /kms/pricing, /s3/pricing (S3 Standard),
+# /eventbridge/pricing (custom events).
 SFN_PER_TRANSITION = 0.025 / 1000
 LAMBDA_PER_REQUEST = 0.20 / 1_000_000
 LAMBDA_PER_GB_SECOND_X86 = 0.0000166667
 KMS_PER_REQUEST = 0.03 / 10_000
+S3_PER_PUT_OR_LIST = 0.005 / 1000
+S3_PER_GET = 0.0004 / 1000
 EVENTBRIDGE_PER_EVENT = 1.00 / 1_000_000
 
 
@@ -153,6 +153,16 @@ class Seeder:
         self.source_keys = [self.kms[SOURCE].create_key()["KeyMetadata"]["Arn"] for _ in range(2)]
         destination_key = self.kms[DESTINATION].create_key()["KeyMetadata"]["KeyId"]
         self.kms[DESTINATION].create_alias(AliasName=ALIAS, TargetKeyId=destination_key)
+        self.s3 = session.client("s3", endpoint_url=endpoint, config=BotoConfig(retries={"max_attempts": 2}, s3={"addressing_style": "path"}))
+        self.s3.create_bucket(Bucket=WORK_BUCKET)
+
+    def work_items(self, plan: dict) -> list[dict]:
+        """The replication documents a plan wrote to its work lists in S3."""
+        items = []
+        for region in plan["regions"]:
+            body = self.s3.get_object(Bucket=plan["bucket"], Key=region["key"])["Body"].read()
+            items += [item["replication"] for item in json.loads(body)]
+        return items
 
     def image(self, name: str) -> str:
         """An AMI with an 8 GiB root and a 20 GiB data snapshot, each under its own key."""
@@ -339,9 +349,11 @@ class LambdaProcess:
             "AWS_DEFAULT_REGION": SOURCE,
             "AWS_EC2_METADATA_DISABLED": "true",
             "FERRY_EVENT_BUS": "default",
+            "FERRY_FUNCTION_TIMEOUT_SECONDS": "30",  # the template's Globals (Timeout: 30)
         }
         if function == "plan-replication":
             env["FERRY_POLICY"] = json.dumps(POLICY)
+            env["FERRY_WORK_BUCKET"] = WORK_BUCKET
         env.update(extra_env or {})
         self.log = open(work / f"{function}.log", "ab")
         self.started = time.perf_counter()
@@ -505,7 +517,7 @@ def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs:
                                               prepare=prepare, finish=finish, extra_env=fsr_env if function == "enable-fsr" else None)
             results[function] = figures
             if function == "plan-replication":
-                outputs = [plan["regions"][0]["waves"][0]["replications"][0] for plan in outputs]
+                outputs = [item for plan in outputs for item in seed.work_items(plan)]
             if function == "check-copy":
                 assert all(d["copy"]["status"] == "pending" for d in outputs), "the measured checks are pending ones"
                 # Let every copy finish, and check each once more (not measured) to get completed documents.
@@ -523,236 +535,58 @@ def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs:
     return results
 
 
-# --- 2. per replication: the state machine, walked -------------------------------------------------
+# --- 2. per replication: moto's Step Functions engine --------------------------------------------
 
 
-def get_path(data, path: str, missing=KeyError):
-    """A JSONPath of the forms `$`, `$.a.b`, `$.a[0].b`."""
-    if path == "$":
-        return data
-    if not path.startswith("$."):
-        raise ValueError(f"unsupported path {path}")
-    value = data
-    for part in path[2:].split("."):
-        name, _, index = part.partition("[")
-        try:
-            if name:
-                value = value[name]
-            if index:
-                value = value[int(index.rstrip("]"))]
-        except (KeyError, IndexError, TypeError):
-            if missing is KeyError:
-                raise KeyError(path) from None
-            return missing
-    return value
+def cargo_target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
 
 
-ABSENT = object()
+def replication_runs(release: Path, minutes: list[int], work: Path) -> list[dict]:
+    """One run of the deployed state machines per copy duration on moto's engine, with the
+    binaries in `release` behind it: tests/examples/replication_bench.rs, which prints JSON."""
+    command = ["cargo", "run", "--locked", "-q", "-p", "ferry-tests", "--example", "replication_bench", "--", *map(str, minutes)]
+    log(" ".join(command) + f"  (FERRY_FUNCTIONS_DIR={release})")
+    with open(work / "replication_bench.log", "ab") as stderr:
+        done = subprocess.run(command, cwd=REPO, env={**os.environ, "FERRY_FUNCTIONS_DIR": str(release.resolve())},
+                              stdout=subprocess.PIPE, stderr=stderr, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"replication_bench failed ({done.returncode}): see {work / 'replication_bench.log'}")
+    return json.loads(done.stdout)["replications"]
 
 
-def set_path(data: dict, path: str, value) -> dict:
-    if path == "$":
-        return value
-    parts = path[2:].split(".")
-    target = data
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
-    return data
-
-
-def parameters(template: dict, data, context: dict) -> dict:
-    """A Parameters block: `key.$` takes a path into the input (`$…`) or the context object (`$$…`)."""
-    out = {}
-    for key, value in template.items():
-        if key.endswith(".$"):
-            out[key[:-2]] = get_path(context, value[1:]) if value.startswith("$$") else get_path(data, value)
-        elif isinstance(value, dict):
-            out[key] = parameters(value, data, context)
-        else:
-            out[key] = value
-    return out
-
-
-def select(selector: dict, results: list) -> dict:
-    """The ResultSelectors ferry.asl.json uses on its Map states."""
-    out = {}
-    for key, path in selector.items():
-        name = key[:-2]
-        if path.startswith("$[?(@.status == '") and path.endswith("')]"):
-            wanted = path[len("$[?(@.status == '"):-3]
-            out[name] = [r for r in results if r.get("status") == wanted]
-        elif path.startswith("$[*].") and path.endswith("[*]"):
-            field = path[len("$[*]."):-3]
-            out[name] = [item for r in results for item in r.get(field, [])]
-        else:
-            raise ValueError(f"unsupported ResultSelector path {path}")
-    return out
-
-
-def choose(state: dict, data) -> str:
-    for rule in state["Choices"]:
-        value = get_path(data, rule["Variable"], missing=ABSENT)
-        if "IsPresent" in rule:
-            hit = (value is not ABSENT) == rule["IsPresent"]
-        elif "StringEquals" in rule:
-            hit = value == rule["StringEquals"]
-        elif "NumericGreaterThan" in rule:
-            hit = isinstance(value, (int, float)) and value > rule["NumericGreaterThan"]
-        else:
-            raise ValueError(f"unsupported Choice rule {rule}")
-        if hit:
-            return rule["Next"]
-    return state["Default"]
-
-
-class Walker:
-    """Walks statemachine/ferry.asl.json as Step Functions would on the success path: Task states
-    invoke the binaries, Wait states move the emulator's clock, Choice rules read the documents,
-    Map states run their item processors. Every state entered is one state transition."""
-
-    def __init__(self, asl: dict, invoke, wait, execution_name: str):
-        self.asl, self.invoke, self.wait = asl, invoke, wait
-        self.path: list[str] = []
-        # The context object's fields the definition reads.
-        self.context = {"Execution": {"Id": f"arn:aws:states:{SOURCE}:{ACCOUNT}:execution:ferry:{execution_name}", "Name": execution_name}}
-
-    def run(self, data):
-        return self._run(self.asl["States"], self.asl["StartAt"], data)
-
-    def _run(self, states: dict, name: str, data):
-        while True:
-            state = states[name]
-            self.path.append(name)
-            kind = state["Type"]
-            if kind == "Choice":
-                name = choose(state, data)
-                continue
-            if kind == "Succeed":
-                return data
-            if kind == "Fail":
-                raise RuntimeError(f"the execution failed in {name}: {data}")
-            if kind == "Task":
-                payload = parameters(state["Parameters"], data, self.context) if "Parameters" in state else data
-                result = self.invoke(name, state["Resource"], payload)
-            elif kind == "Wait":
-                self.wait(name, get_path(data, state["SecondsPath"]) if "SecondsPath" in state else state["Seconds"])
-                result = data
-            elif kind == "Map":
-                processor = state["ItemProcessor"]
-                results = [self._run(processor["States"], processor["StartAt"], item) for item in get_path(data, state["ItemsPath"])]
-                result = select(state["ResultSelector"], results) if "ResultSelector" in state else results
-            elif kind == "Pass":
-                result = parameters(state["Parameters"], data, self.context) if "Parameters" in state else data
-            else:
-                raise ValueError(f"unsupported state type {kind}")
-            if "ResultPath" in state:
-                if state["ResultPath"] is not None:
-                    data = set_path(data, state["ResultPath"], result)
-            else:
-                data = result
-            if state.get("End"):
-                return data
-            name = state["Next"]
-
-
-def replication_run(bootstraps: dict[str, Path], work: Path, copy_minutes: int, asl: dict) -> dict:
-    copy_seconds = copy_minutes * 60
-    emulator = Emulator(copy_seconds=copy_seconds, work=work)
-    processes: dict[str, LambdaProcess] = {}
-    invocations: list[dict] = []
-    checks: list[dict] = []
-    copy_started = None
-    try:
-        seed = Seeder(emulator.endpoint)
-        image = seed.image(f"bench-{copy_minutes}-min")
-        calls_before = len(emulator.calls())
-
-        def invoke(state: str, resource: str, payload):
-            nonlocal copy_started
-            function = FUNCTION_ARNS.get(resource)
-            if function is None:
-                raise RuntimeError(f"{state}: {resource} is only on the failure path")
-            cold = function not in processes
-            if cold:
-                processes[function] = LambdaProcess(function, bootstraps[function], emulator.endpoint, work)
-            process = processes[function]
-            if function == "check-copy":
-                payload = for_binary(payload, emulator)
-            emulator_sent = emulator.now()
-            before = len(emulator.calls())
-            output, invocation = process.invoke(payload)
-            made = emulator.calls()[before:]
-            if function == "start-copy":
-                output = to_emulator_time(output, emulator)
-                copy_started = emulator.now()
-            if function == "check-copy":
-                output = to_emulator_time(output, emulator)
-                checks.append({"at": emulator_sent, "status": output["copy"]["status"], "next": output["copy"]["nextCheckSeconds"],
-                               "progress": output["copy"].get("progress")})
-            billed_ms = math.ceil(invocation.duration_ms)
-            if cold:  # provided.al2023 bills the init phase too
-                billed_ms = math.ceil((invocation.done - process.started) * 1000)
-            invocations.append({"state": state, "function": function, "cold": cold, "durationMs": invocation.duration_ms,
-                                "billedMs": billed_ms, "calls": [c["action"] for c in made]})
-            return output
-
-        walker = Walker(asl, invoke, lambda state, seconds: emulator.advance(seconds), f"bench-{copy_minutes}-min")
-        walker.run(ami_available_event(image))
-        calls = emulator.calls()[calls_before:]
-    finally:
-        peaks = {name: process.stop() for name, process in processes.items()}
-        emulator.close()
-
-    completing = next(c for c in checks if c["status"] == "completed")
-    by_action: dict[str, int] = {}
-    for call in calls:
-        key = f"{call['service']}:{call['action']}"
-        by_action[key] = by_action.get(key, 0) + 1
-    services = {s: sum(1 for c in calls if c["service"] == s) for s in sorted({c["service"] for c in calls})}
-    transitions = len(walker.path)
-    fsr_disable = 2 if "DisableFsr" in walker.path else 0
-    checks_made = sum(1 for i in invocations if i["function"] == "check-copy")
-    assert transitions == 13 + fsr_disable + 3 * checks_made, (transitions, walker.path)
-    lambda_gb_seconds = sum(i["billedMs"] for i in invocations) / 1000 * MEMORY_MB / 1024
-    lambda_gb_seconds_warm = sum(math.ceil(i["durationMs"]) for i in invocations) / 1000 * MEMORY_MB / 1024
-    eventbridge_events = by_action.get("events:PutEvents", 0)
+def with_costs(run: dict, functions: dict) -> dict:
+    """The run's Lambda usage and its cost at list prices."""
+    invocations = run["invocations"]
+    invoked = sorted({i["function"] for i in invocations})
+    # Lambda bills each invocation per 1 ms, and provided.al2023 bills the init phase of a cold
+    # start too: one per function (its median from the Lambda table).
+    billed_ms = sum(math.ceil(i["roundTripMs"]) for i in invocations) + sum(math.ceil(functions[f]["initMs"]["median"]) for f in invoked)
+    gb_seconds = billed_ms / 1000 * MEMORY_MB / 1024
+    calls = dict(run["calls"])
+    for action, count in run["engineCalls"].items():
+        if action.startswith("s3:"):
+            calls[action] = calls.get(action, 0) + count
+    s3_get = sum(n for a, n in calls.items() if a in ("s3:GetObject", "s3:HeadObject"))
+    s3_other = sum(n for a, n in calls.items() if a.startswith("s3:")) - s3_get
+    kms = sum(n for a, n in calls.items() if a.startswith("kms:"))
+    transitions = run["transitions"]["total"]
     cost = {
         "stepFunctions": transitions * SFN_PER_TRANSITION,
         "lambdaRequests": len(invocations) * LAMBDA_PER_REQUEST,
-        "lambdaCompute": lambda_gb_seconds * LAMBDA_PER_GB_SECOND_X86,
-        "kms": services.get("kms", 0) * KMS_PER_REQUEST,
-        "eventBridge": eventbridge_events * EVENTBRIDGE_PER_EVENT,
+        "lambdaCompute": gb_seconds * LAMBDA_PER_GB_SECOND_X86,
+        "kms": kms * KMS_PER_REQUEST,
+        "s3": s3_get * S3_PER_GET + s3_other * S3_PER_PUT_OR_LIST,
+        "eventBridge": calls.get("events:PutEvents", 0) * EVENTBRIDGE_PER_EVENT,
     }
     cost["total"] = sum(cost.values())
-    return {
-        "copyMinutes": copy_minutes,
-        "transitions": transitions,
-        "path": walker.path,
-        "checkCopyInvocations": sum(1 for i in invocations if i["function"] == "check-copy"),
-        "lambdaInvocations": len(invocations),
-        "invocations": invocations,
-        "calls": by_action,
-        "callsByService": services,
-        "checks": checks,
-        "detectionLagSeconds": completing["at"] - (copy_started + copy_seconds),
-        "lambdaGbSeconds": lambda_gb_seconds,
-        "lambdaGbSecondsAllWarm": lambda_gb_seconds_warm,
-        "costUsd": cost,
-        "peakRssKiB": peaks,
-    }
+    # A DR sweep of 1,000 replications to one Region: the run's own states and its Region's Map
+    # child once, each replication's Map child and execution 1,000 times (Step Functions only).
+    share = run["transitions"]["replication"] + 1
+    sweep_transitions = transitions - share + 1000 * share
+    return {**run, "lambdaInvocations": len(invocations), "lambdaGbSeconds": gb_seconds, "s3Requests": {"get": s3_get, "putOrList": s3_other},
+            "kmsRequests": kms, "costUsd": cost, "sweepOf1000Transitions": sweep_transitions}
 
-
-def rule_only_lag(copy_seconds: int, first_wait: int = 30, low: int = 30, high: int = 900) -> tuple[int, int]:
-    """(checks, lag) of the documented rule when AWS reports no progress: wait a quarter of the
-    elapsed time, within [30 s, 900 s] (functions/ferry-core/src/rules/polling.rs)."""
-    now, checks, wait = 0, 0, first_wait
-    while True:
-        now += wait
-        checks += 1
-        if now >= copy_seconds:
-            return checks, now - copy_seconds
-        wait = min(max(now // 4, low), high)
 
 
 # --- the machine -------------------------------------------------------------------------------------
@@ -815,7 +649,217 @@ def usd(x: float) -> str:
     return f"${x:.6f}" if x < 0.01 else f"${x:.4f}"
 
 
-def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list[dict], settings: dict, elapsed: float) -> None:
+def per_replication_lines(runs: list[dict], fleet: dict) -> list[str]:
+    rule = {c["copySeconds"]: c for c in fleet["detectionLag"]["copies"]}
+    first = runs[0]
+    fixed = {r["transitions"]["replication"] - 3 * r["checkCopyInvocations"] for r in runs}
+    assert len(fixed) == 1, f"a replication's transitions are not a constant plus 3 per check: {[r['transitions'] for r in runs]}"
+    fixed_share = fixed.pop()
+    run_share, map_children = first["transitions"]["run"], first["transitions"]["mapChildren"]
+    for r in runs:
+        assert r["transitions"]["run"] == run_share and r["transitions"]["mapChildren"] == map_children, r["transitions"]
+    minutes = [r["copyMinutes"] for r in runs]
+
+    def rule_figures(r: dict, progress: str) -> str:
+        c = rule.get(r["copyMinutes"] * 60)
+        return f"{c[progress]['checks']} / {c[progress]['lagSeconds']} s" if c else "—"
+
+    lines = [
+        "## Per replication",
+        "",
+        "One run of the deployed state machines on **moto's Step Functions engine** for one encrypted AMI (8 GiB root + 20 GiB data",
+        "snapshot, two source keys) and one destination Region, triggered by its `EC2 AMI State Change` event, with the README's",
+        "options (alias key, `copySourceTags`, FSR in two zones with `disableAfterHours: 24`): `statemachine/ferry.asl.json` plans,",
+        "its two Distributed Maps start the replication as an execution of `statemachine/replication.asl.json`",
+        "(`startExecution.sync:2`), and Summarize writes the run manifest. Every Task invokes the release binaries above through",
+        "the test harness (`tests/src/state_machine.rs`: `cargo lambda watch` and its Lambda router, tests/stepfunctions/README.md);",
+        "`tests/examples/replication_bench.rs` runs it and reads both executions back with `GetExecutionHistory`. The AWS calls",
+        "come from the local AWS's record of every call, told apart by caller (each function signs as itself, the engine as",
+        "`state-machine`).",
+        "",
+        "The local AWS keeps the copy pending for the copy duration on its own clock, with linear `Progress`; the engine's Wait",
+        "states last 250 ms. So that each check comes when it would on AWS, a clock proxy in front of the Lambda router moves the",
+        "local AWS's clock, before each check-copy, to the end of the Wait the previous answer asked for (`nextCheckSeconds` after",
+        "it), and hands check-copy `copy.startedAt` moved back by the clock's lead (its answer moved forward again): the binaries",
+        "read the wall clock, and this way the elapsed time check-copy computes is the local AWS's. Nothing else changes.",
+        "",
+        "| copy takes | check-copy invocations | Lambda invocations | state transitions: run + Map children + replication | history events: run / replication | largest payload: run / replication | EC2 calls | KMS calls | S3 requests | EventBridge events | cost per replication | per 1,000 (a run each) | per 1,000 (one sweep) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        t, e = r["transitions"], r["executions"]
+        ec2 = sum(n for a, n in r["calls"].items() if a.startswith("ec2:"))
+        s3 = r["s3Requests"]["get"] + r["s3Requests"]["putOrList"]
+        sweep = r["sweepOf1000Transitions"] * SFN_PER_TRANSITION
+        lines.append(
+            f"| {r['copyMinutes']} min | {r['checkCopyInvocations']} | {r['lambdaInvocations']} | {t['run']} + {t['mapChildren']} + {t['replication']} = **{t['total']}** | "
+            f"{e['run']['historyEvents']} / {e['replication']['historyEvents']} | {e['run']['largestPayloadBytes']:,} / {e['replication']['largestPayloadBytes']:,} B | "
+            f"{ec2} | {r['kmsRequests']} | {s3} | {r['calls'].get('events:PutEvents', 0)} | {usd(r['costUsd']['total'])} | ${1000 * r['costUsd']['total']:.2f} | ${sweep:.2f} |"
+        )
+    lines += [
+        "",
+        "Cost per replication at list prices (us-east-1, x86_64, before free tiers):",
+        "",
+        "| copy takes | Step Functions (transitions × $0.025/1,000) | Lambda requests ($0.20/1M) | Lambda compute (128 MB, $0.0000166667/GB-s) | KMS ($0.03/10,000) | S3 ($0.005/1,000 PUT and LIST, $0.0004/1,000 GET) | EventBridge ($1.00/1M events) | total |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        c = r["costUsd"]
+        lines.append(
+            f"| {r['copyMinutes']} min | {usd(c['stepFunctions'])} | {usd(c['lambdaRequests'])} | {usd(c['lambdaCompute'])} "
+            f"({r['lambdaGbSeconds']:.4f} GB-s) | {usd(c['kms'])} | {usd(c['s3'])} | {usd(c['eventBridge'])} | **{usd(c['total'])}** |"
+        )
+    path = first["path"]["replication"]
+    loop = ", ".join(path[1:4])
+    tail = ", ".join(path[-(fixed_share - 1):])
+    lines += [
+        "",
+        "**State transitions** are counted as AWS bills Standard workflows (aws.amazon.com/step-functions/pricing: $0.025 per",
+        "1,000, retries included), from the histories: one per state entered and one per retry, in the run and in the",
+        "replication execution, plus one per Distributed Map child (each runs one state of its own, whose events Step Functions",
+        "keeps apart from the parent's history). With `N` check-copy invocations:",
+        "",
+        "```text",
+        f"run:          {', '.join(first['path']['run'])}   {run_share}",
+        f"Map children: Replications (one per destination Region), Replicate (one per replication)   {map_children}",
+        f"replication:  {path[0]}, N × ({loop}), {tail}   {fixed_share} + 3N",
+        f"T = {run_share + map_children + fixed_share} + 3N for one replication in its own run",
+        "```",
+        "",
+        f"For R destination Regions and replications i in one run: `T = {run_share} + R + Σ_i ({fixed_share + 1} + 3·N_i)`. Every run here",
+        "has " + ", ".join(f"{run_share + map_children + fixed_share} + 3·{r['checkCopyInvocations']} = {r['transitions']['total']}" for r in runs)
+        + " transitions. An event starts a run per AMI (the \"a run each\" column); a DR sweep of 1,000 sources",
+        f"to one Region pays the run's {run_share} and the Region's 1 once, and {fixed_share + 1} + 3·N per replication (the \"one sweep\"",
+        "column counts Step Functions only, which is nearly all of it). Retries (throttling, the copy quota, Lambda service",
+        "errors) add one transition each and are not in these counts; no Retry fired here.",
+        f"The replication's path for {first['copyMinutes']} min: `{' → '.join(path)}`.",
+        "",
+        "**History and payload.** A replication's history grows only with its checks: "
+        + ", ".join(f"{r['executions']['replication']['historyEvents']} events for {r['checkCopyInvocations']} checks" for r in runs)
+        + " (Step Functions' limit is 25,000); the run's: "
+        + ", ".join(str(r["executions"]["run"]["historyEvents"]) for r in runs)
+        + " events, a fixed number of states and the Map Run events. The largest state input or output is",
+        "the replication document (the run's are the plan's counts and keys); the limit is 256 KiB.",
+        "",
+        "**Lambda invocations** = Plan + start-copy + N × check-copy + verify-encryption + tag-lineage + enable-fsr + Summarize",
+        "= N + 6 (plan-replication serves Plan and Summarize). Lambda bills per 1 ms at 128 MB; each invocation is billed here",
+        "with its round trip through the router and watch (an upper bound of its duration), and each function once with the",
+        "init phase of its cold start (the Lambda table's median: custom runtimes such as provided.al2023 always pay for init,",
+        "every runtime since August 2025). On AWS, where every call takes tens of milliseconds, even 250 ms per invocation",
+        "would bill " + ", ".join(usd(r["lambdaInvocations"] * 0.25 * MEMORY_MB / 1024 * LAMBDA_PER_GB_SECOND_X86) for r in runs)
+        + ": compute stays a rounding error next to the transitions.",
+        "",
+        "**Detection lag** is how long after a copy completes check-copy sees it (VerifyEncryption follows that check with no",
+        "Wait). `rules::polling` spaces the checks: a quarter of the elapsed time, shortened to the estimated time left when AWS",
+        "reports progress, within 30 s and 15 min (`functions/ferry-core/src/rules/polling.rs`). From the rule itself",
+        "(`functions/ferry-core/examples/fleet_bench.rs`, check times from the copy's start, the first wait as start-copy sets it):",
+        "",
+        "| copy takes | checks, with AWS's progress (linear) | detection lag | checks, no progress reported | detection lag |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c in fleet["detectionLag"]["copies"]:
+        lines.append(f"| {duration(c['copySeconds'])} | {c['withProgress']['checks']} | {c['withProgress']['lagSeconds']} s | "
+                     f"{c['withoutProgress']['checks']} | {c['withoutProgress']['lagSeconds']} s |")
+    lines += [
+        "",
+        "On the engine (the local AWS reports linear progress), check by check on the local AWS's clock:",
+        "",
+        "| copy takes | checks: engine / rule | detection lag: engine / rule |",
+        "|---:|---:|---:|",
+    ]
+    for r in runs:
+        c = rule.get(r["copyMinutes"] * 60)
+        lines.append(f"| {r['copyMinutes']} min | {r['checkCopyInvocations']} / {c['withProgress']['checks'] if c else '—'} | "
+                     f"{r['detectionLagSeconds']:.0f} s / {str(c['withProgress']['lagSeconds']) + ' s' if c else '—'} |")
+    lines += [
+        "",
+        "The rule's figures put each check exactly the previous wait after the one before. On the engine each Wait starts after",
+        "the previous answer, so every invocation's duration (tens of milliseconds here, more on AWS) moves the later checks a",
+        "little; near the end the wait is the time left estimated from a whole percentage (1 % of a 2-hour copy is 72 s), so a",
+        "shift of a second can move the last check by tens of seconds either way. AWS's progress is often coarser than linear;",
+        "with none at all the lag is the rule's quarter of the elapsed time, at most 15 minutes.",
+        "",
+        "Calls per replication, by action (what the functions sent; seeding excluded), and the engine's own:",
+        "",
+        "| action | " + " | ".join(f"{m} min" for m in minutes) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for action in sorted({a for r in runs for a in r["calls"]}):
+        lines.append(f"| {action} | " + " | ".join(str(r["calls"].get(action, 0)) for r in runs) + " |")
+    for action in sorted({a for r in runs for a in r["engineCalls"]}):
+        lines.append(f"| {action} (engine) | " + " | ".join(str(r["engineCalls"].get(action, 0)) for r in runs) + " |")
+    per_state: dict[str, list[str]] = {}
+    for invocation in first["invocations"]:
+        per_state.setdefault(invocation["state"], []).append(", ".join(c.split(":", 1)[1] for c in invocation["calls"]) or "none")
+    lines += [
+        "",
+        "The engine's S3 requests are the Distributed Map's `ItemReader` (GetObject) and `ResultWriter` (PutObject: the results",
+        "and the manifest). Its `states:*` calls are moto's way of running `startExecution.sync:2` (AWS follows the child by its",
+        "events); they are not billed beyond the state's transition.",
+        "",
+        f"Which state sends what ({first['copyMinutes']} min run; one line per kind of invocation):",
+        "",
+        "| state | calls per invocation |",
+        "|---|---|",
+    ]
+    for state, call_lists in per_state.items():
+        distinct = sorted(set(call_lists), key=call_lists.index)
+        lines.append(f"| {state} (×{len(call_lists)}) | " + "<br>".join(distinct) + " |")
+    lines += [
+        "",
+        "**Excluded from the cost:** the copy itself (snapshot storage in the destination, cross-Region data transfer),",
+        "Fast Snapshot Restore hours (billed per snapshot per zone per hour, one-hour minimum), the KMS requests EBS makes on",
+        "your behalf during the copy (grants, data keys), CloudWatch Logs ingestion, S3 storage of the work lists and results,",
+        "and free tiers. EC2 API calls are free. These dominate: the orchestration above costs well under a cent per",
+        "replication, where one GiB moved between Regions costs about $0.02.",
+        "",
+    ]
+    return lines
+
+
+def duration(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds < 3600 else f"{seconds / 3600:g} h"
+
+
+def fleet_lines(fleet: dict) -> list[str]:
+    plan, span = fleet["planning"], fleet["makespan"]
+    by_action = ", ".join(f"{action} {count}" for action, count in sorted(plan["ec2CallsByAction"].items()))
+    hours = lambda seconds: f"{seconds / 3600:.1f} h"  # noqa: E731
+    waves = span["copies"] // span["slots"]
+    return [
+        "## Fleet",
+        "",
+        "From `functions/ferry-core/examples/fleet_bench.rs` (scripts/bench runs it in release; raw figures in",
+        "`target/bench/fleet.json`): the real planner and `rules::polling` on the in-memory port fakes.",
+        "",
+        f"**Planning {plan['sources']:,} sources × {plan['regions']} Regions** (a DR sweep: {plan['sources'] // 2:,} AMIs of two snapshots and",
+        f"{plan['sources'] - plan['sources'] // 2:,} snapshots in us-east-1, no replicas yet): **{plan['ec2Calls']} EC2 calls** ({by_action}: one",
+        "paginated pass, 1,000 items a page, per source Region and per destination, Regions at once; no per-source describe),",
+        f"**{plan['cpuSeconds']:.2f} s CPU**, a **{plan['outputBytes']:,}-byte** answer through the state machine, and",
+        f"{plan['workListBytes'] / 1e6:.1f} MB of work lists written to S3 ({plan['regions']} lists and `plan.json`). The answer is the same",
+        "size for 10 sources (`functions/ferry-core/tests/plan_at_scale.rs` checks it). EC2 allows 100 Describe calls at once,",
+        f"refilled at 20 a second: the sweep uses {plan['ec2Calls']}.",
+        "",
+        f"**Sweep makespan**, {span['copies']:,} copies to one Region under {span['slots']} slots, durations log-uniform from 5 minutes",
+        f"to 4 hours (seed {span['seed']}), each slot held from the copy's start until check-copy sees it complete (adaptive",
+        "polling with AWS's progress) plus 20 s for verification, tagging and FSR:",
+        "",
+        "| schedule | makespan | vs lower bound |",
+        "|---|---:|---:|",
+        f"| lower bound max(longest copy {hours(span['longestCopySeconds'])}, Σ copy time / {span['slots']} = "
+        f"{hours(span['totalCopySeconds'] / span['slots'])}) | {hours(span['lowerBoundSeconds'])} | 1.00 |",
+        f"| **ferry: sliding window of {span['slots']} (each Region's Distributed Map)** | **{hours(span['slidingWindowSeconds'])}** | "
+        f"**{span['slidingWindowOverBound']:.2f}** |",
+        f"| previous design: waves of {span['slots']}, each waiting for its slowest copy | {hours(span['wavesSeconds'])} | {span['wavesOverBound']:.2f} |",
+        "",
+        "The waves baseline leaves out the previous design's other cost: with FSR `disableAfterHours`, each wave also held its",
+        f"replications' 24-hour wait, adding a day per wave ({waves} waves: {waves} days). Now FSR is disabled by the sweep's",
+        "scheduled step.",
+        "",
+    ]
+
+
+def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list[dict], fleet: dict, settings: dict, elapsed: float) -> None:
     zip_limit, rss_limit = 5_000_000, 32_000_000  # bytes: 5 MB, 32 MB
     profile = release_profile()
     lines = [
@@ -875,8 +919,9 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "  `AWS_LAMBDA_LOG_FORMAT=JSON`, `AWS_REGION=us-east-1`, dummy credentials, `AWS_ENDPOINT_URL` at the emulator.",
         "- **warm handler**: from the event leaving `…/invocation/next` to the answer arriving at `…/response`, for the invocations",
         "  after the first in one process. Each invocation has its own input: AMI State Change events for 2-snapshot encrypted AMIs",
-        "  (plan-replication), then the documents the previous function's binary returned (start-copy makes a real CopyImage each",
-        "  time; check-copy reads copies that are still pending; verify, tag and enable-fsr work on completed copies; enable-fsr",
+        "  (plan-replication, which writes each plan's work list to S3), then the replication documents of those work lists",
+        "  (start-copy, which makes a real CopyImage each time), then the documents the previous function's binary returned",
+        "  (check-copy reads copies that are still pending; verify, tag and enable-fsr work on completed copies; enable-fsr",
         "  enables FSR in two zones, with the FSR quota raised so that it never skips).",
         "- **CPU**: the process's own CPU time (all threads, `/proc/PID/task/*/schedstat`): for a cold run, everything up to the",
         "  first answer; warm, the mean per invocation. The wall-clock figures are mostly waiting for the emulator: moto is Python,",
@@ -888,110 +933,10 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "  of milliseconds of service latency, so real handler durations are longer; compare these figures with each other, not",
         "  with CloudWatch.",
         "",
-        "## Per replication",
-        "",
-        "One execution of the state machine for one encrypted AMI (8 GiB root + 20 GiB data snapshot, two source keys) and one",
-        "destination Region, triggered by its `EC2 AMI State Change` event, with the README's options (alias key, `copySourceTags`,",
-        "FSR in two zones, disabled again after 24 h). `statemachine/ferry.asl.json` is walked state by state (benches/ferry_bench.py,",
-        "`Walker`): each Task state invokes the real release binary through the local Runtime API (the first invocation of each",
-        "function is a cold start), each Wait state moves the emulator's clock by its `SecondsPath` (`nextCheckSeconds`,",
-        "`disableAfterSeconds`), Choice states read the returned documents. The emulator's copies stay pending for the simulated",
-        "duration (`copySeconds`) with growing `Progress`, as the patch layer makes them. The walker covers the success path",
-        "(Task, Wait, Choice, Map, Pass, Succeed, Parameters with `$`/`$$` paths, the Map ResultSelectors); no Retry fires.",
-        "The Lambda binaries read the system clock while the emulator's clock runs ahead by what the Wait states added, so",
-        "check-copy is handed `copy.startedAt` moved back by that offset (and its answer moved forward again): the elapsed time",
-        "it computes is the emulator's, as the tests' `EmulatorClock` gives the in-process handlers.",
-        "",
-        "| copy takes | check-copy invocations | Lambda invocations | state transitions | EC2 calls | KMS calls | EventBridge PutEvents | detection lag | cost per replication | per 1,000 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in runs:
-        s = run["callsByService"]
-        lines.append(
-            f"| {run['copyMinutes']} min | {run['checkCopyInvocations']} | {run['lambdaInvocations']} | {run['transitions']} | {s.get('ec2', 0)} | "
-            f"{s.get('kms', 0)} | {run['calls'].get('events:PutEvents', 0)} | {run['detectionLagSeconds']:.0f} s | {usd(run['costUsd']['total'])} | ${1000 * run['costUsd']['total']:.2f} |"
-        )
+    lines += per_replication_lines(runs, fleet)
+    lines += fleet_lines(fleet)
     lines += [
-        "",
-        "Cost per replication at list prices (us-east-1, x86_64, before free tiers):",
-        "",
-        "| copy takes | Step Functions (transitions × $0.025/1,000) | Lambda requests ($0.20/1M) | Lambda compute (128 MB, $0.0000166667/GB-s) | KMS ($0.03/10,000) | EventBridge ($1.00/1M events) | total |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for run in runs:
-        c = run["costUsd"]
-        lines.append(
-            f"| {run['copyMinutes']} min | {usd(c['stepFunctions'])} | {usd(c['lambdaRequests'])} | {usd(c['lambdaCompute'])} "
-            f"({run['lambdaGbSeconds']:.4f} GB-s) | {usd(c['kms'])} | {usd(c['eventBridge'])} | **{usd(c['total'])}** |"
-        )
-    first = runs[0]
-    lines += [
-        "",
-        "**State transitions.** Every state entered counts once (a Map state once, plus the states its iterations enter); with",
-        "`N` check-copy invocations, one destination Region, one wave and one replication:",
-        "",
-        "```text",
-        "Plan, AnythingToReplicate, Regions(Map), Waves(Map), Replications(Map), StartCopy        6",
-        "N × (WaitForCopy, CheckCopy, CopySettled)                                              3N",
-        "VerifyEncryption, TagLineage, EnableFsr, DisableFsrLater                               4",
-        "WaitToDisableFsr, DisableFsr   (only when FSR is enabled with disableAfterHours)       2",
-        "BranchSucceeded, AnyFailed, Replicated                                                 3",
-        "T = 13 + 3N  (15 + 3N with FSR disable)",
-        "```",
-        "",
-        "For R Regions, W waves per Region and replications i: `T = 5 + Σ_R (1 + Σ_W (1 + Σ_i (6 + 3·N_i + 2·fsr_i)))`. Retries",
-        "(`Retry` on throttling, quota, Lambda service errors) add one transition per attempt and are not in these counts.",
-        f"The walked path for {first['copyMinutes']} min: `{' → '.join(first['path'])}`.",
-        "",
-        "Each walked path has exactly " + ", ".join(f"15 + 3·{r['checkCopyInvocations']} = {r['transitions']}" for r in runs) + " states.",
-        "",
-        "**Lambda invocations** = plan-replication + start-copy + N × check-copy + verify-encryption + tag-lineage + enable-fsr",
-        "+ DisableFsr (enable-fsr again) = N + 6. Lambda bills per 1 ms of duration at 128 MB; the first invocation of each function",
-        "is billed with its init phase (a cold start as measured here: custom runtimes such as provided.al2023 always pay for init,",
-        "every runtime since August 2025), the others with their warm duration. All warm it would be "
-        + ", ".join(f"{r['lambdaGbSecondsAllWarm']:.4f} GB-s" for r in runs)
-        + ". On AWS, where every call takes tens of milliseconds, even 250 ms per invocation would bill "
-        + ", ".join(usd(r["lambdaInvocations"] * 0.25 * MEMORY_MB / 1024 * LAMBDA_PER_GB_SECOND_X86) for r in runs)
-        + ": compute stays a rounding error next to the transitions.",
-        "",
-        "**Detection lag** is, on the emulator's clock, the time of the check-copy invocation that saw the copy completed minus",
-        "the time the copy was due (start + copy duration); VerifyEncryption follows that check with no Wait, so the copy is",
-        "verified a few milliseconds later. The emulator reports linear `Progress`, which check-copy uses to",
-        "shorten the wait to the estimated time left. AWS's progress is often coarser; with no progress at all the rule",
-        "alone (a quarter of the elapsed time, 30 s to 15 min) gives "
-        + ", ".join(f"{m} min: {rule_only_lag(m * 60)[0]} checks, {rule_only_lag(m * 60)[1]} s lag" for m in (r["copyMinutes"] for r in runs))
-        + ".",
-        "",
-        "Calls per replication, by action (what the functions sent; seeding excluded):",
-        "",
-        "| action | " + " | ".join(f"{r['copyMinutes']} min" for r in runs) + " |",
-        "|---|" + "---:|" * len(runs),
-    ]
-    actions = sorted({a for r in runs for a in r["calls"]})
-    for action in actions:
-        lines.append(f"| {action} | " + " | ".join(str(r["calls"].get(action, 0)) for r in runs) + " |")
-    per_function: dict[str, list[str]] = {}
-    for invocation in first["invocations"]:
-        per_function.setdefault(invocation["state"], [])
-        per_function[invocation["state"]].append(", ".join(invocation["calls"]) or "none")
-    lines += [
-        "",
-        f"Which state sends what ({first['copyMinutes']} min run; one line per invocation kind):",
-        "",
-        "| state | calls per invocation |",
-        "|---|---|",
-    ]
-    for state, call_lists in per_function.items():
-        distinct = sorted(set(call_lists), key=call_lists.index)
-        lines.append(f"| {state} (×{len(call_lists)}) | " + "<br>".join(distinct) + " |")
-    lines += [
-        "",
-        "**Excluded from the cost:** the copy itself (snapshot storage in the destination, cross-Region data transfer),",
-        "Fast Snapshot Restore hours (billed per snapshot per zone per hour, one-hour minimum), the KMS requests EBS makes on",
-        "your behalf during the copy (grants, data keys), CloudWatch Logs ingestion, and free tiers. EC2 API calls are free.",
-        "These dominate: the orchestration above costs well under a cent per replication, where one GiB moved between",
-        "Regions costs about $0.02.",
-        "",
         "## Tuning",
         "",
     ]
@@ -1003,12 +948,17 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "## Reproducing",
         "",
         "```sh",
-        "make bench   # scripts/setup, then scripts/bench: the release build, then benches/ferry_bench.py",
+        "make bench   # scripts/setup, then scripts/bench: the release build, fleet_bench, then benches/ferry_bench.py",
         "```",
+        "",
+        "The parts alone: `cargo run --release -p ferry-core --features fakes --example fleet_bench` (the fleet and the polling",
+        "rule), `FERRY_FUNCTIONS_DIR=<target>/release cargo run -p ferry-tests --example replication_bench -- 5 30 120` (per",
+        "replication on the engine; without `FERRY_FUNCTIONS_DIR` it builds and runs the debug binaries, as the tests do).",
         "",
         f"This run took {elapsed / 60:.1f} minutes end to end, of which {settings['buildSeconds']:.0f} s for the release build (nothing to",
         "do when it is up to date; a cold release build of the six functions takes 10 minutes on this machine when it is idle,",
-        "20 with other builds running). Raw figures: `target/bench/results.json`; logs of every process: `target/bench/work/`.",
+        "20 with other builds running). Raw figures: `target/bench/results.json` and `target/bench/fleet.json`; logs of every",
+        "process: `target/bench/work/`.",
         "",
     ]
     out.write_text("\n".join(lines))
@@ -1016,7 +966,8 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--release-dir", default=str(REPO / "target/release"))
+    parser.add_argument("--release-dir", default=str(cargo_target_dir() / "release"))
+    parser.add_argument("--fleet", default=str(REPO / "target/bench/fleet.json"), help="fleet_bench's figures (scripts/bench writes them)")
     parser.add_argument("--out", default=str(REPO / "docs/PERFORMANCE.md"))
     parser.add_argument("--results", default=str(REPO / "target/bench/results.json"))
     parser.add_argument("--cold-runs", type=int, default=11)
@@ -1031,6 +982,9 @@ def main() -> int:
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if not Path(args.fleet).exists():
+        log(f"missing {args.fleet}: run scripts/bench (it runs fleet_bench first)")
+        return 1
     missing = [f for f in FUNCTIONS if not (release / f).exists()]
     if missing:
         log(f"missing release binaries {missing} in {release}: run scripts/bench (it builds them)")
@@ -1056,21 +1010,20 @@ def main() -> int:
         figures = functions[f]
         log(f"{f}: cold {figures['coldStartMs']['median']:.1f} ms (CPU {figures['coldCpuMs']['median']:.1f} ms), warm {figures['warmMs']['median']:.2f} / p95 {figures['warmMs']['p95']:.2f} ms (CPU {figures['warmCpuMsPerInvocation']:.2f} ms), "
             f"peak RSS {mb(figures['peakRssKiB']['max'] * 1024)}")
-    asl = json.loads((REPO / "statemachine/ferry.asl.json").read_text())
-    runs = []
-    for minutes in (int(m) for m in args.copy_minutes.split(",")):
-        log(f"one replication, copy of {minutes} min")
-        run = replication_run(bootstraps, work, minutes, asl)
-        log(f"  {run['checkCopyInvocations']} checks, {run['transitions']} transitions, {run['lambdaInvocations']} invocations, "
-            f"calls {run['callsByService']}, lag {run['detectionLagSeconds']:.0f} s, {usd(run['costUsd']['total'])}")
-        runs.append(run)
+    fleet = json.loads(Path(args.fleet).read_text())
+    minutes = [int(m) for m in args.copy_minutes.split(",")]
+    log(f"one replication on moto's Step Functions engine per copy duration: {minutes} min")
+    runs = [with_costs(run, functions) for run in replication_runs(release, minutes, work)]
+    for run in runs:
+        log(f"  {run['copyMinutes']} min: {run['checkCopyInvocations']} checks, {run['transitions']['total']} transitions, {run['lambdaInvocations']} invocations, "
+            f"lag {run['detectionLagSeconds']:.0f} s, {usd(run['costUsd']['total'])}")
 
     info["loadEnd"] = os.getloadavg()
     settings = {"cold": args.cold_runs, "warm": args.warm_runs, "buildSeconds": args.build_seconds}
     results = {"machine": info, "profile": release_profile(), "extraEnv": extra, "sizes": {f: {k: v for k, v in s.items() if k != "bootstrap"} for f, s in sizes.items()},
-               "functions": functions, "replications": runs}
+               "functions": functions, "replications": runs, "fleet": fleet}
     Path(args.results).write_text(json.dumps(results, indent=1, default=str))
-    write_report(Path(args.out), info, sizes, functions, runs, settings, time.time() - args.started)
+    write_report(Path(args.out), info, sizes, functions, runs, fleet, settings, time.time() - args.started)
     log(f"wrote {args.out} and {args.results}")
     return 0
 

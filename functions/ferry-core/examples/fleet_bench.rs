@@ -12,6 +12,11 @@
 //!    20, each waiting for its slowest. Both against the lower bound max(longest copy,
 //!    Σ copy time / 20).
 //!
+//! 3. Detection lag: for copies of 5 minutes to 48 hours, when check-copy's checks fall (as
+//!    `rules::polling::next_check_seconds` spaces them, from the first wait start-copy sets) and
+//!    how long after the copy completes the first check that sees it comes: with AWS's progress
+//!    read as a linear percentage (what the local AWS reports) and with no progress at all.
+//!
 //! Run: `cargo run -p ferry-core --features fakes --release --example fleet_bench`.
 
 use std::time::Instant;
@@ -122,15 +127,46 @@ impl Rng {
     }
 }
 
+/// The times (seconds from the copy's start) of check-copy's checks of a copy of `duration`
+/// seconds; the last one sees it complete. start-copy sets the first wait; each check that finds
+/// the copy pending sets the next, reading AWS's progress when `progress` (a whole percentage of
+/// the time elapsed, below 100 while pending, as the local AWS reports it).
+fn checks(duration: u64, progress: bool) -> Vec<u64> {
+    let bounds = PollBounds::default();
+    let mut at = vec![next_check_seconds(0, None, bounds)];
+    while let Some(&t) = at.last().filter(|&&t| t < duration) {
+        let percent = progress.then(|| ((t * 100 / duration) as u32).min(99));
+        at.push(t + next_check_seconds(t, percent, bounds));
+    }
+    at
+}
+
 /// When check-copy first sees a copy of `duration` seconds complete, counted from its start.
 fn seen_complete(duration: u64) -> u64 {
+    checks(duration, true).last().copied().unwrap_or(0)
+}
+
+/// Checks and detection lag by copy duration, with and without AWS's progress.
+fn detection_lag() -> serde_json::Value {
     let bounds = PollBounds::default();
-    let mut t = next_check_seconds(0, None, bounds);
-    while t < duration {
-        let progress = ((t * 100 / duration) as u32).clamp(1, 99);
-        t += next_check_seconds(t, Some(progress), bounds);
-    }
-    t
+    let minutes = [5, 15, 30, 60, 120, 240, 480, 1440, 2880];
+    let copies: Vec<_> = minutes
+        .iter()
+        .map(|m| {
+            let duration = m * 60;
+            let figures = |progress| {
+                let at = checks(duration, progress);
+                let seen = at.last().copied().unwrap_or(0);
+                json!({"checks": at.len(), "lagSeconds": seen - duration})
+            };
+            json!({
+                "copySeconds": duration,
+                "withProgress": figures(true),
+                "withoutProgress": figures(false),
+            })
+        })
+        .collect();
+    json!({"minSeconds": bounds.min_seconds, "maxSeconds": bounds.max_seconds, "copies": copies})
 }
 
 fn makespans(copies: usize, seed: u64) -> serde_json::Value {
@@ -174,6 +210,7 @@ async fn main() {
     let report = json!({
         "planning": planning(10_000).await,
         "makespan": makespans(1_000, 20_261_201),
+        "detectionLag": detection_lag(),
     });
     // The one line the bench script reads.
     std::io::Write::write_all(&mut std::io::stdout(), format!("{report}\n").as_bytes()).unwrap();
