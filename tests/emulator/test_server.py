@@ -44,6 +44,7 @@ def test_config_is_partial_and_validated(fresh):
         "delaySeconds": 0.0,
         "copyQuotaPerRegion": None,
         "failNextCopies": {"count": 0, "code": "Server.InternalError", "message": "An internal error has occurred", "region": None},
+        "hideNewCopies": 0,
         # Step Functions engine (test_stepfunctions.py covers them).
         "lambdaEndpoint": None,
         "stepFunctions": {"waitSeconds": None, "retrySeconds": None},
