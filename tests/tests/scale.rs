@@ -63,10 +63,12 @@ async fn a_sweep_to_3_regions_and_a_burst_of_image_builds_at_once_replicate_once
         .collect();
     let mut world = World::start(policy(json!(destinations), QUOTA as usize), COPY_SECONDS).await;
     // A copy is checked every half copy, and a refused copy asks again after a quarter of a
-    // copy (on AWS: a quarter of the elapsed time, and 60-900 s jittered).
+    // copy, longer for bursts beyond 50 (on AWS: a quarter of the elapsed time, and 60-900 s
+    // jittered, whose 100 attempts span hours): the retries' span keeps up with the queue.
+    let burst_factor = (burst_size as f64 / 50.0).max(1.0);
     world.sfn.set_pauses(
         Duration::from_secs_f64(COPY_SECONDS / 2.0),
-        Duration::from_secs_f64(COPY_SECONDS / 4.0),
+        Duration::from_secs_f64(COPY_SECONDS / 4.0 * burst_factor),
     );
     let mut keys = BTreeMap::new();
     for region in REGIONS {
