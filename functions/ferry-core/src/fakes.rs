@@ -103,8 +103,14 @@ impl Images for FakeEc2 {
         Ok(found)
     }
 
-    async fn deregister_image(&self, _: &str, _: &str) -> AwsResult<()> {
-        Err(unsupported("DeregisterImage"))
+    async fn deregister_image(&self, region: &str, image_id: &str) -> AwsResult<()> {
+        self.count("DeregisterImage", 1);
+        let mut images = self.images.lock().unwrap();
+        images
+            .entry(region.into())
+            .or_default()
+            .retain(|i| i.image_id != image_id);
+        Ok(())
     }
 }
 
@@ -152,8 +158,14 @@ impl Snapshots for FakeEc2 {
         Err(unsupported("CopySnapshot"))
     }
 
-    async fn delete_snapshot(&self, _: &str, _: &str) -> AwsResult<()> {
-        Err(unsupported("DeleteSnapshot"))
+    async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()> {
+        self.count("DeleteSnapshot", 1);
+        let mut snapshots = self.snapshots.lock().unwrap();
+        snapshots
+            .entry(region.into())
+            .or_default()
+            .retain(|s| s.snapshot_id != snapshot_id);
+        Ok(())
     }
 }
 

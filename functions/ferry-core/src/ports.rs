@@ -81,8 +81,8 @@ pub struct ImageInfo {
     pub root_device_type: String,
     pub snapshots: Vec<DeviceSnapshot>,
     pub tags: Vec<Tag>,
-    /// RFC 3339 creation time, as EC2 reports it.
-    pub created: Option<String>,
+    /// Creation time (EC2's `CreationDate`), Unix milliseconds.
+    pub created_at_ms: Option<i64>,
     /// AWS's own lineage record (DescribeImages `SourceImageId`/`SourceImageRegion`): the AMI
     /// CopyImage (or CreateImage, CreateRestoreImageTask) made this one from. Tags can be
     /// written by anyone with `ec2:CreateTags`; these cannot.
@@ -103,8 +103,8 @@ pub struct SnapshotInfo {
     /// independent way to read the data, without re-encryption.
     pub associated_kms_key_ids: Vec<String>,
     pub tags: Vec<Tag>,
-    /// RFC 3339 start time, as EC2 reports it.
-    pub created: Option<String>,
+    /// Start time (EC2's `StartTime`), Unix milliseconds.
+    pub created_at_ms: Option<i64>,
     /// `FullSnapshotSizeInBytes`: every block written to the source volume when the snapshot was
     /// taken (not the incremental size), which a full copy moves. `None` if EC2 did not report it.
     pub full_size_bytes: Option<u64>,

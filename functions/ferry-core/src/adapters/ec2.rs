@@ -3,6 +3,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::config::Region;
 use aws_sdk_ec2::types::{Filter, ResourceType, TagSpecification};
 use aws_sdk_ec2::Client;
+use aws_smithy_types::date_time::Format;
 
 use super::associated_keys::{AssociatedKeys, AssociatedKeysReader};
 use super::sdk::{aws_error, Regional};
@@ -76,6 +77,13 @@ fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecificat
 /// DescribeSnapshots, so a 10,000-source Region is listed in 10 calls.
 pub const PAGE_SIZE: i32 = 1000;
 
+/// An RFC 3339 time EC2 printed (`CreationDate`), as Unix milliseconds.
+fn unix_millis(date: &str) -> Option<i64> {
+    aws_smithy_types::DateTime::from_str(date, Format::DateTime)
+        .ok()?
+        .to_millis()
+        .ok()
+}
 fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
     ImageInfo {
         image_id: image.image_id().unwrap_or_default().to_string(),
@@ -103,7 +111,7 @@ fn image_info(image: &aws_sdk_ec2::types::Image) -> ImageInfo {
             })
             .collect(),
         tags: domain_tags(image.tags()),
-        created: image.creation_date().map(str::to_string),
+        created_at_ms: image.creation_date().and_then(unix_millis),
         source_image_id: image.source_image_id().map(str::to_string),
         source_image_region: image.source_image_region().map(str::to_string),
     }
@@ -132,9 +140,7 @@ fn snapshot_info(
             .cloned()
             .unwrap_or_default(),
         tags: domain_tags(snapshot.tags()),
-        created: snapshot
-            .start_time()
-            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+        created_at_ms: snapshot.start_time().and_then(|t| t.to_millis().ok()),
         full_size_bytes: snapshot
             .full_snapshot_size_in_bytes()
             .and_then(|bytes| u64::try_from(bytes).ok()),
@@ -520,6 +526,14 @@ mod tests {
     use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use aws_smithy_types::error::ErrorMetadata;
+
+    #[test]
+    fn creation_times_are_read_as_instants_whatever_their_printed_precision() {
+        let at = |date| unix_millis(date).unwrap();
+        assert!(at("2026-12-02T00:45:06.5Z") < at("2026-12-02T00:45:06.51Z"));
+        assert_eq!(at("2026-12-02T00:45:06.000Z"), at("2026-12-02T00:45:06Z"));
+        assert_eq!(unix_millis("yesterday"), None);
+    }
 
     fn tags_of(spec: &TagSpecification) -> Vec<(String, String)> {
         spec.tags()

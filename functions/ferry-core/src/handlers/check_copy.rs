@@ -8,14 +8,11 @@ use tracing::{info, warn};
 use crate::deps::Deps;
 use crate::document::{CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
-use crate::handlers::{aws_failure, describe_destination_key};
+use crate::handlers::{aws_failure, copy_to_keep, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo};
-use crate::rules::lineage::{owned_by_replication, ownership_tags};
+use crate::rules::lineage::owned_by_replication;
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{
-    explain_failure, image_copy_is_live, read_image, read_missing, read_snapshots,
-    snapshot_copy_is_live,
-};
+use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
 use crate::rules::time_based::deadline_outcome;
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
@@ -50,8 +47,20 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     let reading = match (&image, kind) {
         (Some(image), _) => read_image(image, &snapshots),
         (None, SourceKind::Snapshot) if !snapshots.is_empty() => read_snapshots(&snapshots),
-        // Not found: EC2 may not see a just-created copy yet (eventual consistency).
-        _ => read_missing(&copy.destination_id, &region, elapsed),
+        _ => {
+            // Not found. Another execution of this replication may have removed it as its
+            // duplicate: follow the copy they all keep. Otherwise EC2 may not see a just-created
+            // copy yet (eventual consistency).
+            if let Some(kept) = kept_elsewhere(deps, &document, &copy.destination_id, kind).await? {
+                warn!(missing = %copy.destination_id, kept = %kept, "the copy followed is gone: following the copy this replication keeps");
+                copy.destination_id = kept;
+                copy.checks += 1;
+                copy.next_check_seconds = deps.config.poll.min_seconds;
+                document.copy = Some(copy);
+                return Ok(document);
+            }
+            read_missing(&copy.destination_id, &region, elapsed)
+        }
     };
 
     copy.status = reading.status;
@@ -74,9 +83,8 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         if copy.status == CopyStatus::Failed {
             copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
         } else if copy.status == CopyStatus::Completed {
-            if let Some(canonical) = canonical_copy(deps, &region, &id, kind)
-                .await?
-                .filter(|c| *c != copy.destination_id)
+            if let Some(canonical) =
+                kept_elsewhere(deps, &document, &copy.destination_id, kind).await?
             {
                 // Deliveries that started at the same instant each made a copy: every execution
                 // keeps the earliest, and a duplicate removes its own.
@@ -113,6 +121,21 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     Ok(document)
 }
 
+/// The copy this replication keeps, when it is not `destination_id`.
+async fn kept_elsewhere(
+    deps: &Deps,
+    document: &Replication,
+    destination_id: &str,
+    kind: SourceKind,
+) -> Result<Option<String>, FerryError> {
+    let Some(id) = &document.replication_id else {
+        return Ok(None);
+    };
+    Ok(copy_to_keep(deps, &document.destination.region, id, kind)
+        .await?
+        .filter(|kept| kept != destination_id))
+}
+
 /// The destination key as KMS describes it now, to explain a failed copy. Best effort: the copy
 /// has failed either way, so a key that cannot be described leaves AWS's words alone.
 async fn destination_key_state(
@@ -123,38 +146,6 @@ async fn destination_key_state(
         .await
         .inspect_err(|error| warn!(%error, "destination key could not be described to explain the failed copy"))
         .ok()
-}
-
-/// The copy every execution of this replication keeps: the earliest created (ties: the lowest id)
-/// of its copies that are not failed.
-async fn canonical_copy(
-    deps: &Deps,
-    region: &str,
-    replication_id: &str,
-    kind: SourceKind,
-) -> Result<Option<String>, FerryError> {
-    let ownership = ownership_tags(replication_id);
-    let copies: Vec<(Option<String>, String)> = match kind {
-        SourceKind::Image => deps
-            .images
-            .find_images_tagged(region, &ownership)
-            .await
-            .map_err(|e| aws_failure("ec2:DescribeImages", e))?
-            .into_iter()
-            .filter(|i| image_copy_is_live(&i.state))
-            .map(|i| (i.created, i.image_id))
-            .collect(),
-        SourceKind::Snapshot => deps
-            .snapshots
-            .find_snapshots_tagged(region, &ownership)
-            .await
-            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
-            .into_iter()
-            .filter(|s| snapshot_copy_is_live(&s.state))
-            .map(|s| (s.created, s.snapshot_id))
-            .collect(),
-    };
-    Ok(copies.into_iter().min().map(|(_, id)| id))
 }
 
 /// Deregisters the failed image and deletes its snapshots, each only if its own tags say this

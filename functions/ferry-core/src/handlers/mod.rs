@@ -8,8 +8,11 @@ pub mod tag_lineage;
 pub mod verify_encryption;
 
 use crate::deps::Deps;
+use crate::document::SourceKind;
 use crate::error::FerryError;
 use crate::ports::AwsError;
+use crate::rules::lineage::ownership_tags;
+use crate::rules::status::{self, image_copy_is_live, snapshot_copy_is_live};
 
 /// The five steps of one replication, in the order the state machine runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,4 +106,36 @@ pub(crate) fn aws_failure(operation: &str, error: AwsError) -> FerryError {
             message: other.message().into(),
         },
     }
+}
+
+/// The live copy of `replication_id` in `region` that every execution keeps
+/// ([`rules::status::copy_to_keep`](crate::rules::status::copy_to_keep)), if there is one.
+pub(crate) async fn copy_to_keep(
+    deps: &Deps,
+    region: &str,
+    replication_id: &str,
+    kind: SourceKind,
+) -> Result<Option<String>, FerryError> {
+    let ownership = ownership_tags(replication_id);
+    let copies: Vec<(Option<i64>, String)> = match kind {
+        SourceKind::Image => deps
+            .images
+            .find_images_tagged(region, &ownership)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?
+            .into_iter()
+            .filter(|i| image_copy_is_live(&i.state))
+            .map(|i| (i.created_at_ms, i.image_id))
+            .collect(),
+        SourceKind::Snapshot => deps
+            .snapshots
+            .find_snapshots_tagged(region, &ownership)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
+            .into_iter()
+            .filter(|s| snapshot_copy_is_live(&s.state))
+            .map(|s| (s.created_at_ms, s.snapshot_id))
+            .collect(),
+    };
+    Ok(status::copy_to_keep(copies.iter().map(|(at, id)| (*at, id.as_str()))).map(str::to_string))
 }

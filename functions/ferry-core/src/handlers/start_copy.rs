@@ -8,11 +8,10 @@ use crate::document::{
     CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot,
 };
 use crate::error::FerryError;
-use crate::handlers::{aws_failure, check_zones, describe_destination_key};
+use crate::handlers::{aws_failure, check_zones, copy_to_keep, describe_destination_key};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
-use crate::rules::lineage::{self, client_token, identity_tags, ownership_tags, replication_id};
+use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::status::{image_copy_is_live, snapshot_copy_is_live};
 use crate::rules::{key, request, time_based};
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
@@ -136,8 +135,8 @@ async fn inspect_source(
     Ok((snapshots, sizes))
 }
 
-/// Reuses a copy of this replication that is pending or available (a retried or duplicate
-/// start); otherwise copies with a ClientToken for this attempt.
+/// Reuses the copy of this replication every execution keeps (a retried or duplicate start);
+/// otherwise copies with a ClientToken for this attempt.
 async fn copy_image(
     deps: &Deps,
     document: &Replication,
@@ -146,15 +145,9 @@ async fn copy_image(
     tags: &[Tag],
 ) -> Result<String, FerryError> {
     let region = &document.destination.region;
-    let ownership = ownership_tags(id);
-    let existing = deps
-        .images
-        .find_images_tagged(region, &ownership)
-        .await
-        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-    if let Some(copy) = existing.iter().find(|i| image_copy_is_live(&i.state)) {
-        info!(replication_id = %id, image_id = %copy.image_id, "reusing the existing copy");
-        return Ok(copy.image_id.clone());
+    if let Some(copy) = copy_to_keep(deps, region, id, SourceKind::Image).await? {
+        info!(replication_id = %id, image_id = %copy, "reusing the existing copy");
+        return Ok(copy);
     }
     let source_image_id = document.source_id();
     let request = CopyImageRequest {
@@ -181,7 +174,7 @@ async fn copy_image(
     })
 }
 
-/// CopySnapshot has no ClientToken: an existing copy carrying this replication's id is reused.
+/// CopySnapshot has no ClientToken: the copy of this replication every execution keeps is reused.
 async fn copy_snapshot(
     deps: &Deps,
     document: &Replication,
@@ -190,15 +183,9 @@ async fn copy_snapshot(
     mut tags: Vec<Tag>,
 ) -> Result<String, FerryError> {
     let region = &document.destination.region;
-    let ownership = ownership_tags(id);
-    let existing = deps
-        .snapshots
-        .find_snapshots_tagged(region, &ownership)
-        .await
-        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
-    if let Some(copy) = existing.iter().find(|s| snapshot_copy_is_live(&s.state)) {
-        info!(replication_id = %id, snapshot_id = %copy.snapshot_id, "reusing the existing copy");
-        return Ok(copy.snapshot_id.clone());
+    if let Some(copy) = copy_to_keep(deps, region, id, SourceKind::Snapshot).await? {
+        info!(replication_id = %id, snapshot_id = %copy, "reusing the existing copy");
+        return Ok(copy);
     }
     let source_snapshot_id = document.source_id().to_string();
     tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, &source_snapshot_id));

@@ -26,6 +26,21 @@ pub fn snapshot_copy_is_live(state: &str) -> bool {
     matches!(state, "pending" | "completed")
 }
 
+/// The copy every execution of one replication keeps when deliveries at the same instant each
+/// made one: the earliest created, ties to the lowest id, a copy with no creation time last.
+/// Start-copy reuses it and check-copy converges on it, so all executions agree on one copy.
+///
+/// Times are compared as instants, never as text: EC2's timestamps, once printed, drop trailing
+/// zeros of the fraction ("…:06.5Z" is later than "…:06.51Z" as text).
+pub fn copy_to_keep<'a>(
+    live_copies: impl IntoIterator<Item = (Option<i64>, &'a str)>,
+) -> Option<&'a str> {
+    live_copies
+        .into_iter()
+        .min_by_key(|(created_at_ms, id)| (created_at_ms.unwrap_or(i64::MAX), *id))
+        .map(|(_, id)| id)
+}
+
 fn failed(message: String) -> CopyReading {
     CopyReading {
         status: CopyStatus::Failed,
@@ -161,6 +176,24 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_copy_kept_is_the_earliest_created_then_the_lowest_id_and_one_with_no_time_last() {
+        let kept = |copies: &[(Option<i64>, &'static str)]| copy_to_keep(copies.iter().copied());
+        assert_eq!(
+            kept(&[(Some(2_500), "snap-a"), (Some(2_510), "snap-0")]),
+            Some("snap-a")
+        );
+        assert_eq!(
+            kept(&[(Some(7), "snap-b"), (Some(7), "snap-a")]),
+            Some("snap-a")
+        );
+        assert_eq!(
+            kept(&[(None, "snap-0"), (Some(9), "snap-z")]),
+            Some("snap-z")
+        );
+        assert_eq!(kept(&[]), None);
+    }
 
     fn snapshot(id: &str, state: &str, progress: &str, message: Option<&str>) -> SnapshotInfo {
         SnapshotInfo {
