@@ -54,6 +54,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
             if let Some(kept) = kept_elsewhere(deps, &document, &copy.destination_id, kind).await? {
                 warn!(missing = %copy.destination_id, kept = %kept, "the copy followed is gone: following the copy this replication keeps");
                 copy.destination_id = kept;
+                copy.status = CopyStatus::Pending;
                 copy.checks += 1;
                 copy.next_check_seconds = deps.config.poll.min_seconds;
                 document.copy = Some(copy);
