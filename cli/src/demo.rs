@@ -3,15 +3,22 @@
 //! what was proved, read back from EC2 itself.
 
 use std::process::ExitCode;
+
+use clap::Parser;
 use std::sync::Arc;
 
 use ferry_core::rules::polling::PollBounds;
 use ferry_core::Config;
 use ferry_tests::seed::tag_value;
 use ferry_tests::{LocalAws, Seeder};
-use serde_json::json;
 
 const SOURCE: &str = "us-east-1";
+
+#[derive(clap::Parser)]
+struct Replicate {
+    #[command(flatten)]
+    args: crate::replicate::Args,
+}
 
 pub async fn run() -> ExitCode {
     // Copies take 6 s of real time here; check-copy is polled every 1-2 s.
@@ -51,18 +58,25 @@ pub async fn run() -> ExitCode {
         "seeded {SOURCE}/{image}: {root} under {}, {data} under {}",
         root_key.arn, data_key.arn
     );
-    println!("$ ferry replicate --source-region {SOURCE} --image {image} --to us-west-2=alias/prod-ebs-usw2 --to eu-west-1=alias/prod-ebs-euw1 --fsr-az us-west-2a --fsr-az us-west-2b --batch demo --copy-source-tags\n");
-
-    let requests = destinations
+    // The demo runs exactly the command it shows.
+    let to: String = destinations
         .iter()
-        .map(|(region, alias)| {
-            let mut options = json!({"batch": "demo", "copySourceTags": true});
-            if *region == "us-west-2" {
-                options["fsr"] = json!({"availabilityZones": ["us-west-2a", "us-west-2b"]});
-            }
-            json!({"source": {"region": SOURCE, "imageId": image}, "destination": {"region": region, "kmsKeyId": alias}, "options": options})
-        })
+        .map(|(region, alias)| format!(" --to {region}={alias}"))
         .collect();
+    let command: Vec<String> = format!(
+        "replicate --source-region {SOURCE} --image {image}{to} --fsr-az us-west-2a --fsr-az us-west-2b --batch demo --copy-source-tags"
+    )
+    .split(' ')
+    .map(str::to_string)
+    .collect();
+    println!("$ ferry {}\n", command.join(" "));
+    let requests = match Replicate::try_parse_from(&command) {
+        Ok(Replicate { args }) => args.requests(),
+        Err(error) => {
+            eprintln!("error[InvalidRequest]: the demo's own command: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let outcomes = crate::replicate::in_process(deps, requests).await;
     let code = crate::replicate::summarize(&outcomes, false);
     aws.advance(3600.0);

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use clap::{Parser, Subcommand};
-use ferry_core::adapters::sdk::retry_config;
+use ferry_core::adapters::sdk::with_settings;
 use ferry_core::Config;
 
 #[derive(Parser)]
@@ -58,8 +58,9 @@ enum Command {
 
 impl AwsArgs {
     pub async fn sdk_config(&self, config: &Config) -> SdkConfig {
+        // The same retries and timeouts as the Lambdas (rules::retry_budget).
         let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config(&config.sdk));
+            with_settings(aws_config::defaults(BehaviorVersion::latest()), &config.sdk);
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         }

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
-use ferry_core::handlers::{run_step, Step};
-use ferry_core::{Config, Deps, FerryError};
-use serde_json::{json, Value};
+use ferry_core::document::{Destination, FsrOptions, Options, Source};
+use ferry_core::flow::{Flow, Pause};
+use ferry_core::{Config, Deps, FerryError, Replication};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::report::{self, Progress};
@@ -67,38 +69,39 @@ fn parse_destination(value: &str) -> Result<(String, String), String> {
 }
 
 impl Args {
-    /// One replication request per destination, in the document format the Lambdas take.
-    pub fn requests(&self) -> Vec<Value> {
+    /// One replication request per destination.
+    pub fn requests(&self) -> Vec<Replication> {
         self.destinations
             .iter()
             .map(|(region, key)| {
-                let mut options = json!({});
-                if self.copy_source_tags {
-                    options["copySourceTags"] = json!(true);
-                }
-                if let Some(minutes) = self.completion_minutes {
-                    options["completionDurationMinutes"] = json!(minutes);
-                }
-                if let Some(batch) = &self.batch {
-                    options["batch"] = json!(batch);
-                }
-                if let Some(attempt) = self.attempt {
-                    options["attempt"] = json!(attempt);
-                }
-                let zones: Vec<&String> = self.fsr_zones.iter().filter(|zone| zone.starts_with(region.as_str())).collect();
-                if !zones.is_empty() {
-                    options["fsr"] = json!({"availabilityZones": zones});
-                    if let Some(hours) = self.fsr_disable_after_hours {
-                        options["fsr"]["disableAfterHours"] = json!(hours);
-                    }
-                }
-                let mut source = json!({"region": self.source_region});
-                match (&self.image, &self.snapshot) {
-                    (Some(image), _) => source["imageId"] = json!(image),
-                    (_, Some(snapshot)) => source["snapshotId"] = json!(snapshot),
-                    _ => {}
-                }
-                json!({"source": source, "destination": {"region": region, "kmsKeyId": key}, "options": options})
+                let zones: Vec<String> = self
+                    .fsr_zones
+                    .iter()
+                    .filter(|zone| zone.starts_with(region.as_str()))
+                    .cloned()
+                    .collect();
+                Replication::request(
+                    Source {
+                        region: self.source_region.clone(),
+                        image_id: self.image.clone(),
+                        snapshot_id: self.snapshot.clone(),
+                    },
+                    Destination {
+                        region: region.clone(),
+                        kms_key_id: key.clone(),
+                    },
+                    Options {
+                        copy_source_tags: self.copy_source_tags.then_some(true),
+                        completion_duration_minutes: self.completion_minutes,
+                        batch: self.batch.clone(),
+                        fsr: (!zones.is_empty()).then_some(FsrOptions {
+                            availability_zones: zones,
+                            disable_after_hours: self.fsr_disable_after_hours,
+                            fail_when_quota_full: false,
+                        }),
+                        attempt: self.attempt,
+                    },
+                )
             })
             .collect()
     }
@@ -107,14 +110,16 @@ impl Args {
 pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
     let sdk = aws.sdk_config(&config).await;
     if let Some(arn) = &args.state_machine {
-        return via_state_machine(&sdk, arn, &args.requests()).await;
+        let inputs: Vec<Value> = args.requests().iter().map(document_json).collect();
+        return via_state_machine(&sdk, arn, &inputs).await;
     }
     let deps = Arc::new(Deps::from_sdk(&sdk, config));
     let outcomes = in_process(deps, args.requests()).await;
     if args.json {
-        let documents: Vec<&Value> = outcomes
+        let documents: Vec<Value> = outcomes
             .iter()
             .filter_map(|(_, outcome)| outcome.as_ref().ok())
+            .map(document_json)
             .collect();
         println!(
             "{}",
@@ -124,25 +129,47 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
     summarize(&outcomes, args.json)
 }
 
-/// Runs every destination at once, each through the five steps, waiting between checks as the
-/// state machine would.
+fn document_json(document: &Replication) -> Value {
+    serde_json::to_value(document).unwrap_or_default()
+}
+
+/// Lets real time pass: the state machine's Wait states and retry pauses, in a terminal.
+struct Sleep;
+
+#[async_trait]
+impl Pause for Sleep {
+    async fn pause(&self, seconds: f64) {
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    }
+}
+
+/// Runs every destination at once, each through the replication flow the state machine runs
+/// (`ferry_core::flow`), waiting here between checks and before retries.
 pub async fn in_process(
     deps: Arc<Deps>,
-    requests: Vec<Value>,
-) -> Vec<(String, Result<Value, FerryError>)> {
+    requests: Vec<Replication>,
+) -> Vec<(String, Result<Replication, FerryError>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, request) in requests.into_iter().enumerate() {
         let deps = deps.clone();
         tasks.spawn(async move {
-            let label = request["destination"]["region"]
-                .as_str()
-                .unwrap_or("?")
-                .to_string();
-            let outcome = replicate_one(&deps, request, &Progress::new(&label)).await;
+            let label = request.destination.region.clone();
+            let progress = Progress::new(&label);
+            let flow = Flow {
+                deps: &deps,
+                pause: &Sleep,
+                observe: &progress,
+            };
+            let outcome = flow.replicate(request).await;
+            progress.finish(match &outcome {
+                Ok(_) => "verified",
+                Err(error) => error.name(),
+            });
             (index, label, outcome)
         });
     }
-    let mut outcomes: Vec<(usize, String, Result<Value, FerryError>)> = tasks.join_all().await;
+    let mut outcomes: Vec<(usize, String, Result<Replication, FerryError>)> =
+        tasks.join_all().await;
     outcomes.sort_by_key(|(index, _, _)| *index);
     outcomes
         .into_iter()
@@ -150,69 +177,17 @@ pub async fn in_process(
         .collect()
 }
 
-async fn replicate_one(
-    deps: &Deps,
-    request: Value,
-    progress: &Progress,
-) -> Result<Value, FerryError> {
-    progress.update("preflight: key, zones, source");
-    let mut document = run_step(Step::StartCopy, deps, &request)
-        .await
-        .inspect_err(|e| progress.finish(e.name()))?;
-    loop {
-        let copy = &document["copy"];
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        match copy["status"].as_str() {
-            Some("pending") => {
-                let wait = copy["nextCheckSeconds"].as_u64().unwrap_or(30);
-                progress.update(&format!(
-                    "copying {} → {} {} (check {}, next in {wait} s)",
-                    text(&request["source"]["imageId"]) + &text(&request["source"]["snapshotId"]),
-                    text(&copy["destinationId"]),
-                    text(&copy["progress"]),
-                    copy["checks"]
-                ));
-                if copy["checks"].as_u64().unwrap_or(0) > 0 {
-                    tokio::time::sleep(Duration::from_secs(wait)).await;
-                }
-                document = run_step(Step::CheckCopy, deps, &document).await?;
-            }
-            Some("completed") => break,
-            _ => {
-                progress.finish("CopyFailed");
-                return Err(FerryError::CopyFailed {
-                    destination_id: text(&copy["destinationId"]),
-                    reason: text(&copy["failure"]),
-                });
-            }
-        }
-    }
-    progress.update("verifying encryption");
-    let verified = run_step(Step::VerifyEncryption, deps, &document)
-        .await
-        .inspect_err(|e| progress.finish(e.name()))?;
-    progress.update("tagging lineage, publishing evidence");
-    let tagged = run_step(Step::TagLineage, deps, &verified)
-        .await
-        .inspect_err(|e| progress.finish(e.name()))?;
-    let done = run_step(Step::EnableFsr, deps, &tagged)
-        .await
-        .inspect_err(|e| progress.finish(e.name()))?;
-    progress.finish("verified");
-    Ok(done)
-}
-
 /// What was proved, per destination, on stdout (stderr when stdout carries JSON); failures on
 /// stderr with their hint.
 pub fn summarize(
-    outcomes: &[(String, Result<Value, FerryError>)],
+    outcomes: &[(String, Result<Replication, FerryError>)],
     stdout_is_json: bool,
 ) -> ExitCode {
     let mut failed = false;
     for (region, outcome) in outcomes {
         match outcome {
-            Ok(document) if stdout_is_json => eprintln!("{}", proof(document)),
-            Ok(document) => println!("{}", proof(document)),
+            Ok(document) if stdout_is_json => eprintln!("{}", proof(&document_json(document))),
+            Ok(document) => println!("{}", proof(&document_json(document))),
             Err(error) => {
                 failed = true;
                 report::error(region, error);

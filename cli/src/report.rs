@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use ferry_core::flow::{Observe, Stage};
+use ferry_core::handlers::Step;
 use ferry_core::FerryError;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -53,5 +55,34 @@ impl Progress {
             Some(bar) => bar.finish_with_message(message.to_string()),
             None => eprintln!("[{}] {message}", self.label),
         }
+    }
+}
+
+impl Observe for Progress {
+    fn stage(&self, stage: Stage<'_>) {
+        let message = match stage {
+            Stage::Running(Step::StartCopy) => "preflight: key, zones, source".to_string(),
+            Stage::Running(Step::CheckCopy) => return,
+            Stage::Running(Step::VerifyEncryption) => "verifying encryption".to_string(),
+            Stage::Running(Step::TagLineage) => "tagging lineage, publishing evidence".to_string(),
+            Stage::Running(Step::EnableFsr) => "fast snapshot restore".to_string(),
+            Stage::Copying(copy) => format!(
+                "copying → {} {} (check {}, next in {} s)",
+                copy.destination_id,
+                copy.progress.as_deref().unwrap_or_default(),
+                copy.checks,
+                copy.next_check_seconds
+            ),
+            Stage::Retrying {
+                step,
+                error,
+                retry,
+                seconds,
+            } => format!(
+                "{step:?}: {}, retry {retry} in {seconds:.0} s",
+                error.name()
+            ),
+        };
+        self.update(&message);
     }
 }

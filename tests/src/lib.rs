@@ -10,8 +10,9 @@ pub use local_aws::LocalAws;
 pub use seed::Seeder;
 pub use state_machine::{Execution, LocalStepFunctions};
 
+use ferry_core::flow::{Flow, Pause};
 pub use ferry_core::handlers::{run_step, Step};
-use ferry_core::{Deps, FerryError};
+use ferry_core::{Deps, FerryError, Replication};
 use serde_json::Value;
 
 /// Reports one row's figure: the line `FIGURE <row>: <figure>` on stderr and, when
@@ -51,38 +52,49 @@ pub fn figure(row: &str, figure: &str) {
     }
 }
 
-/// Polls check-copy the way the state machine does, moving the emulator's clock by each
-/// `nextCheckSeconds` instead of waiting. Returns the final document and the number of checks.
+/// Lets time pass on the local AWS: moves its clock instead of waiting.
+pub struct Advance<'a>(pub &'a LocalAws);
+
+#[async_trait::async_trait]
+impl Pause for Advance<'_> {
+    async fn pause(&self, seconds: f64) {
+        self.0.advance(seconds);
+    }
+}
+
+/// Follows a started copy the way the state machine does (`ferry_core::flow`), moving the local
+/// AWS's clock by each wait. Returns the settled document (completed or failed) and its checks.
 pub async fn poll_until_settled(
     aws: &LocalAws,
     deps: &Deps,
-    mut document: Value,
+    document: Value,
 ) -> Result<(Value, u32), FerryError> {
-    for checks in 1..=200 {
-        document = run_step(Step::CheckCopy, deps, &document).await?;
-        if document["copy"]["status"] != "pending" {
-            return Ok((document, checks));
-        }
-        aws.advance(
-            document["copy"]["nextCheckSeconds"]
-                .as_f64()
-                .unwrap_or(30.0),
-        );
-    }
-    panic!("the copy never settled: {document}");
+    let flow = Flow {
+        deps,
+        pause: &Advance(aws),
+        observe: &(),
+    };
+    let settled = flow.follow_copy(Replication::from_json(document)?).await?;
+    let checks = settled.copy_state()?.checks;
+    Ok((json(&settled), checks))
 }
 
-/// One replication through the five steps in-process, as one Map iteration of the state machine
-/// runs them: start-copy → check-copy (polled) → verify-encryption → tag-lineage → enable-fsr.
+/// One replication in-process through `ferry_core::flow`, as one replication execution of the
+/// state machine runs it, on the local AWS's clock.
 pub async fn replicate_in_process(
     aws: &LocalAws,
     deps: &Deps,
     request: &Value,
 ) -> Result<Value, FerryError> {
-    let started = run_step(Step::StartCopy, deps, request).await?;
-    let (copied, _) = poll_until_settled(aws, deps, started).await?;
-    assert_eq!(copied["copy"]["status"], "completed", "{copied}");
-    let verified = run_step(Step::VerifyEncryption, deps, &copied).await?;
-    let tagged = run_step(Step::TagLineage, deps, &verified).await?;
-    run_step(Step::EnableFsr, deps, &tagged).await
+    let flow = Flow {
+        deps,
+        pause: &Advance(aws),
+        observe: &(),
+    };
+    let request = Replication::from_json(request.clone())?;
+    flow.replicate(request).await.map(|done| json(&done))
+}
+
+fn json(document: &Replication) -> Value {
+    serde_json::to_value(document).expect("a document serializes")
 }

@@ -621,6 +621,33 @@ impl LocalStepFunctions {
         self.run_all(std::slice::from_ref(input)).await.remove(0)
     }
 
+    /// Runs one replication execution of the deployed replication definition with `request` as
+    /// its input, as a run's Distributed Map starts it, to its end.
+    pub async fn replicate(&self, request: &Value) -> ExecutionRecord {
+        let name = format!(
+            "replication-{}-{}",
+            std::process::id(),
+            self.runs.fetch_add(1, Ordering::SeqCst)
+        );
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.replication_machine)
+            .name(&name)
+            .input(request.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "StartExecution: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            });
+        let arn = started.execution_arn().to_string();
+        self.wait(&arn).await;
+        self.record(&arn).await
+    }
+
     /// Starts one execution per input at once and waits for all of them.
     pub async fn run_all(&self, inputs: &[Value]) -> Vec<Execution> {
         let mut arns = vec![];

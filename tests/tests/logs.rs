@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use ferry_core::Config;
 use ferry_tests::local_aws::{TEST_SECRET_ACCESS_KEY, TEST_SESSION_TOKEN};
+use ferry_tests::replicate_in_process;
 use ferry_tests::world::HandlerWorld;
-use ferry_tests::{poll_until_settled, run_step, Step};
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -47,15 +47,9 @@ async fn a_replication_logs_no_credentials_no_key_material_and_no_documents() {
         "destination": {"region": "us-west-2", "kmsKeyId": key.arn},
         "options": {"batch": "log-check", "fsr": {"availabilityZones": ["us-west-2a"]}}
     });
-    let started = run_step(Step::StartCopy, &deps, &request).await.unwrap();
-    let (copied, _) = poll_until_settled(&aws, &deps, started).await.unwrap();
-    let verified = run_step(Step::VerifyEncryption, &deps, &copied)
-        .await
-        .unwrap();
-    let tagged = run_step(Step::TagLineage, &deps, &verified).await.unwrap();
-    run_step(Step::EnableFsr, &deps, &tagged).await.unwrap();
+    replicate_in_process(&aws, &deps, &request).await.unwrap();
     let refused = json!({"source": {"region": "us-east-1", "imageId": image}, "destination": {"region": "us-west-2", "kmsKeyId": "alias/missing"}});
-    run_step(Step::StartCopy, &deps, &refused)
+    replicate_in_process(&aws, &deps, &refused)
         .await
         .unwrap_err();
 

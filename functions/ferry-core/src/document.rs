@@ -233,6 +233,21 @@ pub enum SourceKind {
 }
 
 impl Replication {
+    /// A request: what to copy, where, and how; every later field empty.
+    pub fn request(source: Source, destination: Destination, options: Options) -> Self {
+        Replication {
+            replication_id: None,
+            execution_id: None,
+            source,
+            destination,
+            options,
+            key: None,
+            source_snapshots: vec![],
+            copy: None,
+            evidence: Evidence::default(),
+        }
+    }
+
     /// Parses a document from the Lambda payload; anything malformed is `InvalidRequest`.
     pub fn from_json(payload: serde_json::Value) -> Result<Self, FerryError> {
         let size = payload.to_string().len();

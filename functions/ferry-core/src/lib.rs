@@ -9,6 +9,7 @@ pub mod document;
 pub mod error;
 #[cfg(feature = "fakes")]
 pub mod fakes;
+pub mod flow;
 pub mod handlers;
 pub mod policy;
 pub mod ports;

@@ -8,7 +8,7 @@ pub mod tag_lineage;
 pub mod verify_encryption;
 
 use crate::deps::Deps;
-use crate::document::SourceKind;
+use crate::document::{Replication, SourceKind};
 use crate::error::FerryError;
 use crate::ports::AwsError;
 use crate::rules::lineage::ownership_tags;
@@ -22,6 +22,27 @@ pub enum Step {
     VerifyEncryption,
     TagLineage,
     EnableFsr,
+}
+
+impl Step {
+    /// Runs this step's handler on a document, as its Lambda would.
+    pub async fn run(self, deps: &Deps, document: &Replication) -> Result<Replication, FerryError> {
+        let input = serde_json::to_value(document)
+            .map_err(|e| FerryError::invalid("document", e.to_string()))?;
+        match self {
+            Step::StartCopy => start_copy::handle(deps, input).await,
+            Step::CheckCopy => check_copy::handle(deps, input).await,
+            Step::VerifyEncryption => verify_encryption::handle(deps, input).await,
+            Step::TagLineage => tag_lineage::handle(deps, input).await,
+            Step::EnableFsr => match enable_fsr::handle(deps, input).await? {
+                enable_fsr::FsrOutput::Document(document) => Ok(*document),
+                enable_fsr::FsrOutput::Due(_) => Err(FerryError::invalid(
+                    "operation",
+                    "a replication document enables FSR; disableDue is the scheduled step's",
+                )),
+            },
+        }
+    }
 }
 
 /// Runs one step's handler on a JSON document, as its Lambda would, and returns its JSON output.
