@@ -10,6 +10,7 @@ pub mod error;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod handlers;
+pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod rules;
