@@ -1,6 +1,6 @@
 //! Planning decisions as pure functions over what EC2 listed: what a trigger asks
-//! ([`trigger`]), which sources are replicated ([`select`](mod@select)), and how the work is packed per
-//! destination Region, under which names, and how many run at once ([`pack`]).
+//! ([`trigger`]), which sources are replicated ([`select`](mod@select)), and how the work is
+//! packed per destination Region, under which names, and how many run at once ([`pack`]).
 //!
 //! Facts relied on (../shared/AWS-FACTS.md): at most 20 snapshot copies in flight per
 //! destination Region (`ResourceLimitExceeded` beyond it); CopyImage copies an AMI's snapshots
