@@ -61,7 +61,7 @@ fn world() -> FakeWorld {
     world
 }
 
-/// The replication ids of the evidence published so far.
+/// The detail type and replication id of every event published so far.
 fn published(world: &FakeWorld) -> Vec<(String, Value)> {
     world
         .events
