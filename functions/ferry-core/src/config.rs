@@ -96,10 +96,10 @@ impl Config {
                 defaults.sdk.initial_backoff.as_millis() as u64,
             )?),
         )
-        .map_err(|reason| ConfigError {
+        .map_err(|error| ConfigError {
             name: "FERRY_SDK_MAX_ATTEMPTS",
             value: max_attempts.to_string(),
-            reason,
+            reason: error.to_string(),
         })?;
         Ok(Config {
             event_bus: lookup("FERRY_EVENT_BUS")
@@ -116,10 +116,10 @@ impl Config {
             work_bucket: lookup("FERRY_WORK_BUCKET").filter(|b| !b.trim().is_empty()),
             policy: match lookup("FERRY_POLICY").filter(|json| !json.trim().is_empty()) {
                 None => None,
-                Some(json) => Some(Policy::parse(&json).map_err(|reason| ConfigError {
+                Some(json) => Some(Policy::parse(&json).map_err(|error| ConfigError {
                     name: "FERRY_POLICY",
                     value: json.chars().take(80).collect(),
-                    reason,
+                    reason: error.to_string(),
                 })?),
             },
         })

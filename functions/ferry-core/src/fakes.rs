@@ -14,9 +14,10 @@ use crate::config::Config;
 use crate::deps::Deps;
 use crate::ports::{
     AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events, FastRestore,
-    FsrChange, FsrState, ImageInfo, Images, KeyInfo, Keys, SnapshotInfo, Snapshots, Tag, Tagging,
-    WorkStore,
+    FsrChange, FsrFailure, FsrState, ImageInfo, Images, KeyInfo, Keys, SnapshotInfo, Snapshots,
+    Tag, Tagging, WorkStore,
 };
+use crate::rules::fsr::is_active;
 
 fn carries(tags: &[Tag], wanted: &[Tag]) -> bool {
     wanted.iter().all(|w| {
@@ -29,12 +30,29 @@ fn pages(items: usize) -> usize {
     items.div_ceil(PAGE_SIZE as usize).max(1)
 }
 
-/// EC2 in memory: images and snapshots per Region, and the calls made, by action.
-#[derive(Default)]
+/// EC2 in memory: images and snapshots per Region, Fast Snapshot Restore per Region, and the
+/// calls made, by action.
 pub struct FakeEc2 {
     pub images: Mutex<BTreeMap<String, Vec<ImageInfo>>>,
     pub snapshots: Mutex<BTreeMap<String, Vec<SnapshotInfo>>>,
+    /// Every (snapshot, zone) FSR was ever enabled on, with its state, per Region.
+    pub fsr: Mutex<BTreeMap<String, Vec<FsrState>>>,
+    /// AWS's own FSR quota: distinct snapshots enabling, optimizing or enabled per Region.
+    /// Enabling one more fails with `FastSnapshotRestoreLimitExceeded`, as the emulator does.
+    pub fsr_quota: AtomicUsize,
     pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl Default for FakeEc2 {
+    fn default() -> Self {
+        FakeEc2 {
+            images: Mutex::default(),
+            snapshots: Mutex::default(),
+            fsr: Mutex::default(),
+            fsr_quota: AtomicUsize::new(5),
+            calls: Mutex::default(),
+        }
+    }
 }
 
 impl FakeEc2 {
@@ -63,6 +81,23 @@ impl FakeEc2 {
             .entry(region.into())
             .or_default()
             .push(snapshot);
+    }
+
+    /// Calls made of `action`.
+    pub fn calls_of(&self, action: &str) -> usize {
+        self.calls.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    /// FSR on `snapshot_id` in `zone` of `region`, in `state`, as if someone else set it.
+    pub fn set_fsr(&self, region: &str, snapshot_id: &str, zone: &str, state: &str) {
+        let mut fsr = self.fsr.lock().unwrap();
+        let entries = fsr.entry(region.into()).or_default();
+        entries.retain(|e| !(e.snapshot_id == snapshot_id && e.availability_zone == zone));
+        entries.push(FsrState {
+            snapshot_id: snapshot_id.into(),
+            availability_zone: zone.into(),
+            state: state.into(),
+        });
     }
 }
 
@@ -173,13 +208,20 @@ impl Snapshots for FakeEc2 {
 impl Tagging for FakeEc2 {
     async fn create_tags(&self, region: &str, ids: &[String], tags: &[Tag]) -> AwsResult<()> {
         self.count("CreateTags", 1);
+        let overwrite = |on: &mut Vec<Tag>| {
+            on.retain(|t| !tags.iter().any(|n| n.key == t.key));
+            on.extend(tags.iter().cloned());
+        };
+        let mut images = self.images.lock().unwrap();
+        for image in images.entry(region.into()).or_default() {
+            if ids.contains(&image.image_id) {
+                overwrite(&mut image.tags);
+            }
+        }
         let mut snapshots = self.snapshots.lock().unwrap();
         for snapshot in snapshots.entry(region.into()).or_default() {
             if ids.contains(&snapshot.snapshot_id) {
-                snapshot
-                    .tags
-                    .retain(|t| !tags.iter().any(|n| n.key == t.key));
-                snapshot.tags.extend(tags.iter().cloned());
+                overwrite(&mut snapshot.tags);
             }
         }
         Ok(())
@@ -194,14 +236,103 @@ impl FastRestore for FakeEc2 {
             .map(|z| format!("{region}{z}"))
             .collect())
     }
-    async fn enable(&self, _: &str, _: &[String], _: &[String]) -> AwsResult<FsrChange> {
-        Err(unsupported("EnableFastSnapshotRestores"))
+    /// Enabling a pair already active leaves it as it is; a snapshot that would take the
+    /// Region past [`FakeEc2::fsr_quota`] fails in every requested zone.
+    async fn enable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange> {
+        self.count("EnableFastSnapshotRestores", 1);
+        let quota = self.fsr_quota.load(Ordering::SeqCst);
+        let mut fsr = self.fsr.lock().unwrap();
+        let entries = fsr.entry(region.into()).or_default();
+        let mut change = FsrChange::default();
+        for snapshot_id in snapshot_ids {
+            let mut counted: Vec<&str> = entries
+                .iter()
+                .filter(|e| is_active(&e.state))
+                .map(|e| e.snapshot_id.as_str())
+                .collect();
+            counted.sort_unstable();
+            counted.dedup();
+            if !counted.contains(&snapshot_id.as_str()) && counted.len() >= quota {
+                change.failed.extend(zones.iter().map(|zone| FsrFailure {
+                    snapshot_id: snapshot_id.clone(),
+                    availability_zone: zone.clone(),
+                    code: "FastSnapshotRestoreLimitExceeded".into(),
+                    message: format!("{quota} snapshots already use FSR in {region}"),
+                }));
+                continue;
+            }
+            for zone in zones {
+                let pair =
+                    |e: &FsrState| &e.snapshot_id == snapshot_id && &e.availability_zone == zone;
+                match entries.iter_mut().find(|e| pair(e)) {
+                    Some(entry) if is_active(&entry.state) => {}
+                    Some(entry) => entry.state = "enabling".into(),
+                    None => entries.push(FsrState {
+                        snapshot_id: snapshot_id.clone(),
+                        availability_zone: zone.clone(),
+                        state: "enabling".into(),
+                    }),
+                }
+                let entry = entries.iter().find(|e| pair(e)).unwrap();
+                change.succeeded.push(entry.clone());
+            }
+        }
+        Ok(change)
     }
-    async fn disable(&self, _: &str, _: &[String], _: &[String]) -> AwsResult<FsrChange> {
-        Err(unsupported("DisableFastSnapshotRestores"))
+
+    /// Every requested pair becomes `disabling`; one never enabled answers `disabled`.
+    async fn disable(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+        zones: &[String],
+    ) -> AwsResult<FsrChange> {
+        self.count("DisableFastSnapshotRestores", 1);
+        let mut fsr = self.fsr.lock().unwrap();
+        let entries = fsr.entry(region.into()).or_default();
+        let mut change = FsrChange::default();
+        for snapshot_id in snapshot_ids {
+            for zone in zones {
+                let state = match entries
+                    .iter_mut()
+                    .find(|e| &e.snapshot_id == snapshot_id && &e.availability_zone == zone)
+                {
+                    Some(entry) => {
+                        entry.state = "disabling".into();
+                        entry.state.clone()
+                    }
+                    None => "disabled".into(),
+                };
+                change.succeeded.push(FsrState {
+                    snapshot_id: snapshot_id.clone(),
+                    availability_zone: zone.clone(),
+                    state,
+                });
+            }
+        }
+        Ok(change)
     }
-    async fn describe(&self, _: &str, _: &[String]) -> AwsResult<Vec<FsrState>> {
-        Ok(vec![])
+
+    async fn describe(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<FsrState>> {
+        self.count("DescribeFastSnapshotRestores", 1);
+        Ok(self
+            .fsr
+            .lock()
+            .unwrap()
+            .get(region)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| snapshot_ids.is_empty() || snapshot_ids.contains(&e.snapshot_id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -243,10 +374,12 @@ impl Keys for FakeKeys {
     }
 }
 
-/// EventBridge that keeps what it is given.
+/// EventBridge that keeps what it is given, after refusing the first [`FakeEvents::refusals`]
+/// publishes as an unavailable PutEvents would.
 #[derive(Default)]
 pub struct FakeEvents {
     pub published: Mutex<Vec<(String, serde_json::Value)>>,
+    pub refusals: AtomicUsize,
 }
 
 #[async_trait]
@@ -257,6 +390,16 @@ impl Events for FakeEvents {
         detail: &serde_json::Value,
         _: &[String],
     ) -> AwsResult<()> {
+        let refused = self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(AwsError::Service {
+                code: "InternalException".into(),
+                message: "PutEvents is unavailable".into(),
+            });
+        }
         self.published
             .lock()
             .unwrap()

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fakes;
 pub mod flow;
 pub mod handlers;
+pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod rules;

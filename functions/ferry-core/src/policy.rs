@@ -52,22 +52,37 @@ pub struct PolicyDestination {
     pub completion_duration_minutes: Option<i64>,
 }
 
+/// Why a policy document is refused; each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("not a ferry policy: {0}")]
+    NotAPolicy(#[from] serde_json::Error),
+    #[error("selection.tagKey must name the tag that selects sources")]
+    NoSelectionTag,
+    #[error("destinations must list at least one {{region, kmsKeyId}}")]
+    NoDestinations,
+    #[error("{count} destinations; at most {MAX_DESTINATIONS}")]
+    TooManyDestinations { count: usize },
+    #[error("{region:?} is not an AWS Region")]
+    NotARegion { region: String },
+    #[error("maxCopiesInFlightPerRegion {value} must be 1..={AWS_COPIES_IN_FLIGHT_PER_REGION} (the AWS quota)")]
+    CopiesInFlightOutOfRange { value: usize },
+}
+
 impl Policy {
-    /// Parses and checks a policy document; the error says what to fix.
-    pub fn parse(json: &str) -> Result<Policy, String> {
-        let policy: Policy =
-            serde_json::from_str(json).map_err(|e| format!("not a ferry policy: {e}"))?;
+    /// Parses and checks a policy document.
+    pub fn parse(json: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_json::from_str(json)?;
         if policy.selection.tag_key.is_empty() {
-            return Err("selection.tagKey must name the tag that selects sources".into());
+            return Err(PolicyError::NoSelectionTag);
         }
         if policy.destinations.is_empty() {
-            return Err("destinations must list at least one {region, kmsKeyId}".into());
+            return Err(PolicyError::NoDestinations);
         }
         if policy.destinations.len() > MAX_DESTINATIONS {
-            return Err(format!(
-                "{} destinations; at most {MAX_DESTINATIONS}",
-                policy.destinations.len()
-            ));
+            return Err(PolicyError::TooManyDestinations {
+                count: policy.destinations.len(),
+            });
         }
         if let Some(bad) = policy
             .destinations
@@ -76,11 +91,15 @@ impl Policy {
             .chain(&policy.source_regions)
             .find(|r| !is_region(r))
         {
-            return Err(format!("{bad:?} is not an AWS Region"));
+            return Err(PolicyError::NotARegion {
+                region: bad.clone(),
+            });
         }
         if !(1..=AWS_COPIES_IN_FLIGHT_PER_REGION).contains(&policy.max_copies_in_flight_per_region)
         {
-            return Err(format!("maxCopiesInFlightPerRegion must be 1..={AWS_COPIES_IN_FLIGHT_PER_REGION} (the AWS quota)"));
+            return Err(PolicyError::CopiesInFlightOutOfRange {
+                value: policy.max_copies_in_flight_per_region,
+            });
         }
         Ok(policy)
     }
@@ -126,17 +145,42 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_policy_says_what_to_fix() {
-        assert!(Policy::parse("{}")
-            .unwrap_err()
-            .contains("not a ferry policy"));
-        assert!(
-            Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": []}"#)
-                .unwrap_err()
-                .contains("destinations")
+    fn a_broken_policy_is_refused_naming_what_to_fix() {
+        let parse = |json: &str| Policy::parse(json).unwrap_err();
+        let not_a_policy = parse("{}");
+        assert!(matches!(not_a_policy, PolicyError::NotAPolicy(_)));
+        assert!(not_a_policy.to_string().starts_with("not a ferry policy: "));
+        assert!(matches!(
+            parse(
+                r#"{"selection": {"tagKey": ""}, "destinations": [{"region": "us-west-2", "kmsKeyId": "k"}]}"#
+            ),
+            PolicyError::NoSelectionTag
+        ));
+        assert!(matches!(
+            parse(r#"{"selection": {"tagKey": "dr"}, "destinations": []}"#),
+            PolicyError::NoDestinations
+        ));
+        let seventeen: Vec<String> = (0..17)
+            .map(|_| r#"{"region": "us-west-2", "kmsKeyId": "k"}"#.to_string())
+            .collect();
+        let too_many = format!(
+            r#"{{"selection": {{"tagKey": "dr"}}, "destinations": [{}]}}"#,
+            seventeen.join(",")
         );
+        assert!(matches!(
+            parse(&too_many),
+            PolicyError::TooManyDestinations { count: 17 }
+        ));
         let over_quota = r#"{"selection": {"tagKey": "dr"}, "maxCopiesInFlightPerRegion": 50, "destinations": [{"region": "us-west-2", "kmsKeyId": "k"}]}"#;
-        assert!(Policy::parse(over_quota).unwrap_err().contains("quota"));
-        assert!(Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": [{"region": "mars-1", "kmsKeyId": "k"}]}"#).unwrap_err().contains("mars-1"));
+        let error = parse(over_quota);
+        assert!(matches!(
+            error,
+            PolicyError::CopiesInFlightOutOfRange { value: 50 }
+        ));
+        assert!(error.to_string().contains("the AWS quota"), "{error}");
+        assert!(matches!(
+            parse(r#"{"selection": {"tagKey": "dr"}, "sourceRegions": ["mars-1"], "destinations": [{"region": "us-west-2", "kmsKeyId": "k"}]}"#),
+            PolicyError::NotARegion { region } if region == "mars-1"
+        ));
     }
 }

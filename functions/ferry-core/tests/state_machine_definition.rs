@@ -19,6 +19,17 @@ const CRASH_ERRORS: [&str; 3] = ["Lambda.Unknown", "Runtime.ExitError", "Sandbox
 
 const DEFINITIONS: [&str; 2] = ["ferry.asl.json", "replication.asl.json"];
 
+/// Prefixes of the names AWS itself raises (Lambda, the runtime, Step Functions and the
+/// services its integrations call); every other name a state routes on is a ferry error.
+const INFRASTRUCTURE_PREFIXES: [&str; 6] = [
+    "Lambda.",
+    "Runtime.",
+    "Sandbox.",
+    "States.",
+    "EventBridge.",
+    "StepFunctions.",
+];
+
 fn definition(file: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../statemachine")
@@ -47,13 +58,32 @@ fn names(list: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn lambda_tasks() -> Vec<(String, Value)> {
+fn tasks() -> Vec<(String, Value)> {
     DEFINITIONS
         .iter()
         .flat_map(|file| states(&definition(file)))
-        .filter(|(_, s)| {
-            s["Type"] == "Task" && s["Resource"].as_str().unwrap().ends_with("FunctionArn}")
-        })
+        .filter(|(_, s)| s["Type"] == "Task")
+        .collect()
+}
+
+fn is_lambda(task: &Value) -> bool {
+    task["Resource"].as_str().unwrap().ends_with("FunctionArn}")
+}
+
+fn lambda_tasks() -> Vec<(String, Value)> {
+    tasks().into_iter().filter(|(_, s)| is_lambda(s)).collect()
+}
+
+/// The ferry error names any of `task`'s `Retry` blocks retries.
+fn ferry_names_retried(task: &Value) -> BTreeSet<String> {
+    let retries = task["Retry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    retries
+        .iter()
+        .flat_map(names)
+        .filter(|name| !INFRASTRUCTURE_PREFIXES.iter().any(|p| name.starts_with(p)))
         .collect()
 }
 
@@ -121,6 +151,39 @@ fn every_lambda_task_has_the_standard_retry_block_and_retries_only_retryable_nam
                 );
             }
             assert_eq!(retry["JitterStrategy"], "FULL", "{name}");
+        }
+    }
+}
+
+#[test]
+fn every_lambda_task_retries_exactly_the_retryable_ferry_errors_and_no_other_task_retries_one() {
+    let retryable: BTreeSet<String> = FerryError::RETRYABLE
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let tasks = tasks();
+    assert!(
+        tasks.len() > lambda_tasks().len(),
+        "service integrations too"
+    );
+    for (name, task) in tasks {
+        let retried = ferry_names_retried(&task);
+        let unretryable: Vec<&String> = retried.difference(&retryable).collect();
+        assert!(
+            unretryable.is_empty(),
+            "{name} retries {unretryable:?}, which FerryError::RETRYABLE does not declare"
+        );
+        if is_lambda(&task) {
+            let missing: Vec<&String> = retryable.difference(&retried).collect();
+            assert!(
+                missing.is_empty(),
+                "{name} does not retry {missing:?}, which FerryError::RETRYABLE declares"
+            );
+        } else {
+            assert!(
+                retried.is_empty(),
+                "{name} calls no ferry function, yet retries {retried:?}"
+            );
         }
     }
 }

@@ -27,25 +27,34 @@ pub const EVIDENCE_PUBLISHED: &str = "ferry:evidence-published";
 
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
+/// Why a value cannot be a tag value; each message says what AWS accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagValueError {
+    #[error("{chars} characters; tag values hold at most {MAX_TAG_VALUE_CHARS}")]
+    TooLong { chars: usize },
+    #[error("the aws: prefix is reserved by AWS")]
+    ReservedPrefix,
+    #[error("character {character:?} is not allowed in a tag value (letters, digits, spaces and + - = . _ : / @)")]
+    CharacterNotAllowed { character: char },
+}
+
 /// AWS's tag value rule: at most 256 characters; letters, digits, spaces and `+ - = . _ : / @`;
 /// no `aws:` prefix (reserved).
-pub fn check_tag_value(value: &str) -> Result<(), String> {
-    if value.chars().count() > MAX_TAG_VALUE_CHARS {
-        return Err(format!(
-            "{} characters; tag values hold at most {MAX_TAG_VALUE_CHARS}",
-            value.chars().count()
-        ));
+pub fn check_tag_value(value: &str) -> Result<(), TagValueError> {
+    let chars = value.chars().count();
+    if chars > MAX_TAG_VALUE_CHARS {
+        return Err(TagValueError::TooLong { chars });
     }
     if value.to_ascii_lowercase().starts_with("aws:") {
-        return Err("the aws: prefix is reserved by AWS".into());
+        return Err(TagValueError::ReservedPrefix);
     }
-    if let Some(bad) = value
+    match value
         .chars()
         .find(|c| !(c.is_alphanumeric() || *c == ' ' || "+-=._:/@".contains(*c)))
     {
-        return Err(format!("character {bad:?} is not allowed in a tag value (letters, digits, spaces and + - = . _ : / @)"));
+        Some(character) => Err(TagValueError::CharacterNotAllowed { character }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn hex_digest(parts: &[&str]) -> String {
@@ -255,6 +264,28 @@ mod tests {
         assert!(tags.iter().all(|t| t.key.starts_with(NAMESPACE)
             && t.key.len() <= 128
             && check_tag_value(&t.value).is_ok()));
+    }
+
+    #[test]
+    fn a_tag_value_aws_would_refuse_is_refused_naming_the_rule_it_breaks() {
+        assert_eq!(
+            check_tag_value(&"x".repeat(257)),
+            Err(TagValueError::TooLong { chars: 257 })
+        );
+        assert_eq!(
+            check_tag_value("AWS:reserved"),
+            Err(TagValueError::ReservedPrefix)
+        );
+        assert_eq!(
+            check_tag_value("semi;colon"),
+            Err(TagValueError::CharacterNotAllowed { character: ';' })
+        );
+        assert_eq!(
+            check_tag_value(&"é".repeat(256)),
+            Ok(()),
+            "characters, not bytes"
+        );
+        assert_eq!(check_tag_value("dr-2026-11 nightly/eu@ops"), Ok(()));
     }
 
     #[test]

@@ -184,7 +184,8 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
         ));
     }
     if let Some(batch) = &options.batch {
-        check_tag_value(batch).map_err(|reason| FerryError::invalid("options.batch", reason))?;
+        check_tag_value(batch)
+            .map_err(|error| FerryError::invalid("options.batch", error.to_string()))?;
     }
     if let Some(fsr) = &options.fsr {
         if fsr.availability_zones.len() > MAX_FSR_ZONES {

@@ -41,6 +41,17 @@ impl Default for SdkSettings {
     }
 }
 
+/// Too many SDK attempts for the function's timeout: a throttle storm would outlive it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{attempts} attempts do not fit a {} s function timeout: a throttle storm needs {} s of it at least, and {} s are left once {} s are kept for the handler",
+    .function_timeout.as_secs(), (THROTTLED_ANSWER_ALLOWANCE * *.attempts).as_secs(), .budget.as_secs(), FUNCTION_MARGIN.as_secs())]
+pub struct AttemptsDoNotFit {
+    pub attempts: u32,
+    pub function_timeout: Duration,
+    /// The function's timeout less [`FUNCTION_MARGIN`].
+    pub budget: Duration,
+}
+
 impl SdkSettings {
     /// Settings derived from the function's timeout. The budget is `function_timeout` less
     /// [`FUNCTION_MARGIN`]; the SDK's operation timeout is the budget, so no call outlives it
@@ -53,18 +64,16 @@ impl SdkSettings {
         function_timeout: Duration,
         max_attempts: u32,
         initial_backoff: Duration,
-    ) -> Result<SdkSettings, String> {
+    ) -> Result<SdkSettings, AttemptsDoNotFit> {
         let max_attempts = max_attempts.max(1);
         let budget = function_timeout.saturating_sub(FUNCTION_MARGIN);
         let Some(backoff_room) = budget.checked_sub(THROTTLED_ANSWER_ALLOWANCE * max_attempts)
         else {
-            return Err(format!(
-                "{max_attempts} attempts do not fit a {} s function timeout: a throttle storm needs {} s of it at least, and {} s are left once {} s are kept for the handler",
-                function_timeout.as_secs(),
-                (THROTTLED_ANSWER_ALLOWANCE * max_attempts).as_secs(),
-                budget.as_secs(),
-                FUNCTION_MARGIN.as_secs(),
-            ));
+            return Err(AttemptsDoNotFit {
+                attempts: max_attempts,
+                function_timeout,
+                budget,
+            });
         };
         // The largest cap (in ms, up to 20 s) whose worst-case backoffs fit the room.
         let (mut low, mut high) = (0u64, PREFERRED_MAX_BACKOFF.as_millis() as u64);
@@ -181,6 +190,19 @@ mod tests {
     fn too_many_attempts_for_the_timeout_are_refused() {
         let error = SdkSettings::within(Duration::from_secs(10), 20, Duration::from_millis(500))
             .unwrap_err();
-        assert!(error.contains("20 attempts"), "{error}");
+        assert_eq!(
+            error,
+            AttemptsDoNotFit {
+                attempts: 20,
+                function_timeout: Duration::from_secs(10),
+                budget: Duration::from_secs(5),
+            }
+        );
+        assert!(
+            error.to_string().starts_with(
+                "20 attempts do not fit a 10 s function timeout: a throttle storm needs 20 s of it at least, and 5 s are left"
+            ),
+            "{error}"
+        );
     }
 }
