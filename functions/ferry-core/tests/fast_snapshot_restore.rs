@@ -21,7 +21,8 @@ const OURS: [&str; 2] = ["snap-0ccccccccccccccc1", "snap-0ccccccccccccccc2"];
 
 /// A verified AMI replica of two snapshots, asking for FSR with `fsr`.
 fn verified(fsr: Value) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verified-ami.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tag-lineage/verified-ami.json");
     let mut document: Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     document["options"]["fsr"] = fsr;

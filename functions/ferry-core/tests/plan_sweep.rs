@@ -2,7 +2,7 @@
 //! and calls): which sources it plans to which Regions, the snapshots it leaves to CopyImage,
 //! the replicas it finds already verified, and what it skips, with the reason.
 //!
-//! The fleet, under `sweep-policy.json` (sources in us-east-1 and eu-west-1; destinations
+//! The fleet, under `tests/fixtures/policy/sweep.json` (sources in us-east-1 and eu-west-1; destinations
 //! us-west-2 and eu-west-1; `dr=true` selects; encrypted sources only):
 //! - us-east-1: `ami-golden` (selected; its root snapshot is tagged `dr=true` too), the selected
 //!   snapshot `snap-alone`, an AMI tagged `dr=false`, a selected AMI with an unencrypted
@@ -72,7 +72,7 @@ fn snapshot(id: &str, tagged: &[(&str, &str)]) -> SnapshotInfo {
 }
 
 fn fleet() -> FakeWorld {
-    let policy = Policy::parse(&fixture("tests/fixtures/sweep-policy.json")).unwrap();
+    let policy = Policy::parse(&fixture("../../tests/fixtures/policy/sweep.json")).unwrap();
     let world = FakeWorld::new(Config {
         policy: Some(policy),
         ..Config::default()

@@ -18,7 +18,8 @@ const REPLICA_SNAPSHOTS: [&str; 2] = ["snap-0ccccccccccccccc1", "snap-0ccccccccc
 
 /// A verified AMI replica of two snapshots.
 fn verified_ami() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verified-ami.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tag-lineage/verified-ami.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
