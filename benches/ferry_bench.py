@@ -18,7 +18,7 @@ Measures the six Lambda binaries as they are deployed and writes docs/PERFORMANC
 
 Inputs are realistic: seeded encrypted AMIs (two snapshots under two source keys), EC2 AMI State
 Change events for plan-replication, and for each later function the documents the previous
-function's binary produced. Everything runs on loopback against the emulator in tests/emulator.
+function's binary produced. Everything runs on loopback against the emulator in local/emulator.
 """
 
 from __future__ import annotations
@@ -95,14 +95,14 @@ def p95(values: list[float]) -> float:
 
 
 class Emulator:
-    """tests/emulator (moto plus ferry's patch layer) on a free loopback port."""
+    """local/emulator (moto plus ferry's patch layer) on a free loopback port."""
 
     def __init__(self, copy_seconds: float, work: Path):
         venv = Path(os.environ.get("FERRY_VENV", REPO / ".venv"))
         self.log = open(work / "emulator.log", "ab")
         self.proc = subprocess.Popen(
             [str(venv / "bin/python"), "-m", "ferry_emulator", "--host", "127.0.0.1", "--port", "0", "--copy-seconds", str(copy_seconds)],
-            env={**os.environ, "PYTHONPATH": str(REPO / "tests/emulator")},
+            env={**os.environ, "PYTHONPATH": str(REPO / "local/emulator")},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -878,7 +878,7 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         f"| OS | {info['os']} |",
         f"| Rust | {info['rustc']}; {info['cargo']} |",
         f"| target | {info['target']} (installed: {', '.join(info['installedTargets']) or 'unknown'}) |",
-        f"| local AWS | moto {info['moto']} plus ferry's patch layer (tests/emulator), Python {info['python']} |",
+        f"| local AWS | moto {info['moto']} plus ferry's patch layer (local/emulator), Python {info['python']} |",
         f"| release profile | `{json.dumps(profile)}` (top-level Cargo.toml) |",
         f"| load average (1, 5, 15 min) | {' / '.join(f'{x:.2f}' for x in info['loadStart'])} at the start, "
         f"{' / '.join(f'{x:.2f}' for x in info['loadEnd'])} at the end: anything above 0 is other work sharing the cores |",

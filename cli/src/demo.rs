@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use ferry_core::rules::polling::PollBounds;
 use ferry_core::Config;
-use ferry_tests::seed::tag_value;
-use ferry_tests::{LocalAws, Seeder};
+use ferry_local::{tag_value, LocalAws, Seeder};
 
 const SOURCE: &str = "us-east-1";
 

@@ -3,9 +3,10 @@
 
 use std::process::{Command, Output};
 
+use ferry_core::handlers::{run_step, Step};
 use ferry_core::Config;
-use ferry_tests::local_aws::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-use ferry_tests::{run_step, LocalAws, Seeder, Step};
+use ferry_local::local_aws::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use ferry_local::{LocalAws, Seeder};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";

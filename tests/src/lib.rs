@@ -1,13 +1,10 @@
-//! Test harness: starts the local AWS on a free loopback port, seeds it through the real SDK
-//! clients, and runs ferry's handlers against it.
+//! Test harness: runs ferry's handlers, and the deployed state machines, against the local AWS
+//! (crate `ferry-local` in `local/`: the emulator's handle and the seeder, re-exported here).
 
-pub mod local_aws;
-pub mod seed;
 pub mod state_machine;
 pub mod world;
 
-pub use local_aws::LocalAws;
-pub use seed::Seeder;
+pub use ferry_local::{local_aws, seed, LocalAws, Seeder};
 pub use state_machine::{Execution, LocalStepFunctions};
 
 use ferry_core::flow::{Flow, Pause};

@@ -485,7 +485,7 @@ impl LocalStepFunctions {
         let mut router = Command::new(python);
         router
             .current_dir(&root)
-            .env("PYTHONPATH", root.join("tests/emulator"))
+            .env("PYTHONPATH", crate::local_aws::emulator_dir())
             .args([
                 "-m",
                 "ferry_emulator.lambda_router",

@@ -1,5 +1,5 @@
 //! The fault suite: ferry's promise (no failure is silent, no copy is wrong, nothing is lost)
-//! under the faults AWS really produces, injected by the local AWS (tests/emulator/README.md,
+//! under the faults AWS really produces, injected by the local AWS (local/emulator/README.md,
 //! "Fault switches") and by the Lambda router ("Crash faults"). Each test is one row of
 //! docs/FAULTS.md and reports its figure with [`ferry_tests::figure`].
 //!

@@ -11,7 +11,7 @@ pub struct Seeder {
     config: SdkConfig,
 }
 
-/// A KMS key as the tests need to refer to it.
+/// A seeded KMS key: its id and ARN.
 #[derive(Debug, Clone)]
 pub struct Key {
     pub id: String,

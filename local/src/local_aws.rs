@@ -1,5 +1,6 @@
-//! The local AWS: moto's server plus ferry's patch layer (`tests/emulator`), one process per
-//! test, stopped when the handle drops. `FERRY_EMULATOR=plain` starts unpatched moto instead.
+//! The local AWS: moto's server plus ferry's patch layer (`local/emulator`), one process per
+//! handle (a test, or `ferry demo`), stopped when the handle drops. `FERRY_EMULATOR=plain` starts
+//! unpatched moto instead.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,7 +17,8 @@ use ferry_core::rules::retry_budget::SdkSettings;
 use ferry_core::{Config, Deps};
 use serde_json::{json, Value};
 
-/// Credentials the tests sign with: distinctive, so a test can prove they never reach a log.
+/// Credentials the tests and the demo sign with: distinctive, so a test can prove they never
+/// reach a log.
 pub const TEST_ACCESS_KEY_ID: &str = "AKIAFERRYTESTACCESS1";
 pub const TEST_SECRET_ACCESS_KEY: &str = "ferry-secret-key-that-must-never-be-logged";
 pub const TEST_SESSION_TOKEN: &str = "ferry-session-token-that-must-never-be-logged";
@@ -42,11 +44,17 @@ impl Clock for EmulatorClock {
     }
 }
 
+/// The repository's root (this crate is `local/` in it).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
+}
+
+/// The Python patch layer's directory (`local/emulator`): the `PYTHONPATH` of `ferry_emulator`.
+pub fn emulator_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("emulator")
 }
 
 /// The project's Python environment (scripts/setup makes it; `FERRY_VENV` overrides).
@@ -75,7 +83,6 @@ fn emulator_log() -> Stdio {
 impl LocalAws {
     /// Starts an emulator whose copies stay pending for `copy_seconds` of emulator time.
     pub fn start(copy_seconds: f64) -> LocalAws {
-        let root = repo_root();
         let python = venv().join("bin/python");
         assert!(
             python.exists(),
@@ -94,7 +101,7 @@ impl LocalAws {
                 "--copy-seconds",
                 &copy_seconds.to_string(),
             ])
-            .env("PYTHONPATH", root.join("tests/emulator"))
+            .env("PYTHONPATH", emulator_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(emulator_log());
@@ -148,7 +155,7 @@ impl LocalAws {
                 TEST_SECRET_ACCESS_KEY,
                 Some(TEST_SESSION_TOKEN.to_string()),
                 None,
-                "ferry-tests",
+                "ferry-local",
             ))
     }
 
@@ -181,7 +188,7 @@ impl LocalAws {
 
     /// Changes the emulator's behaviour (`copySeconds`, `fsrStepSeconds`, `fsrQuotaPerRegion`,
     /// and the fault switches: `throttle`, `seed`, `throttleFraction`, `serverErrorFraction`,
-    /// `delaySeconds`, `copyQuotaPerRegion`, `failNextCopies`; tests/emulator/README.md).
+    /// `delaySeconds`, `copyQuotaPerRegion`, `failNextCopies`; local/emulator/README.md).
     pub fn configure(&self, settings: Value) -> Value {
         self.control("POST", "/_ferry/config", Some(settings))
     }
@@ -307,7 +314,7 @@ fn form_encode(value: &str) -> String {
 }
 
 /// One JSON request to a local control endpoint (`host:port`); panics unless it answers 200.
-pub(crate) fn http_json(address: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+pub fn http_json(address: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut stream = TcpStream::connect(address).expect("the local endpoint accepts connections");
     write!(
