@@ -176,3 +176,42 @@ async fn an_explicit_disable_turns_fsr_off_in_the_requested_zones() {
         "both snapshots, in the one zone"
     );
 }
+
+#[tokio::test]
+async fn a_quota_refusal_after_aws_enabled_part_of_the_request_turns_that_part_off_again() {
+    // AWS allows 2 snapshots and another holds one: the first of ours is enabled, the second
+    // refused. Recorded as skipped, the first must not keep billing with nothing to disable it.
+    let world = world(100, 1);
+    world.ec2.fsr_quota.store(2, Ordering::SeqCst);
+    let zones = ["us-west-2a", "us-west-2b"];
+    for fail_when_quota_full in [false, true] {
+        let outcome = fsr_evidence(
+            &world,
+            verified(json!({"availabilityZones": zones, "failWhenQuotaFull": fail_when_quota_full, "disableAfterHours": 24})),
+        )
+        .await;
+        match outcome {
+            Ok(evidence) => assert_eq!(evidence.outcome, FsrOutcome::Skipped),
+            Err(error) => assert_eq!(error.name(), "FsrQuotaExceeded"),
+        }
+        let ours: Vec<String> = OURS.iter().map(|s| s.to_string()).collect();
+        let states = world
+            .deps
+            .fast_restore
+            .describe(REGION, &ours)
+            .await
+            .unwrap();
+        assert!(
+            states
+                .iter()
+                .all(|s| s.state == "disabling" || s.state == "disabled"),
+            "{states:?}"
+        );
+        assert!(
+            world.ec2.snapshots.lock().unwrap()[REGION]
+                .iter()
+                .all(|s| !s.tags.iter().any(|t| t.key == DISABLE_AT)),
+            "nothing scheduled: nothing is left on"
+        );
+    }
+}

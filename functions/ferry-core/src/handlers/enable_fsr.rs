@@ -151,6 +151,9 @@ async fn change(
                     .find(|f| is_quota_code(&f.code))
                     .map(|f| format!("{}: {}", f.code, f.message))
             });
+            if let (Some(reason), Some(change)) = (&quota_reason, &change) {
+                roll_back(deps, &region, change, reason).await?;
+            }
             match (quota_reason, change) {
                 (Some(reason), _) if options.fail_when_quota_full => {
                     return Err(FerryError::FsrQuotaExceeded { region, reason })
@@ -191,6 +194,37 @@ async fn change(
     info!(region = %region, outcome = ?evidence.outcome, zones = evidence.states.len(), "fast snapshot restore");
     document.evidence.fsr = Some(evidence);
     Ok(document)
+}
+
+/// After AWS refused part of an enable for its quota: disables the pairs it did enable, so that
+/// a replication recorded as `skipped` (or failed with `FsrQuotaExceeded`) leaves no FSR on. FSR
+/// bills per snapshot and zone-hour; nothing else would ever turn these off, as they carry no
+/// `ferry:fsr-disable-at`.
+async fn roll_back(
+    deps: &Deps,
+    region: &str,
+    change: &FsrChange,
+    reason: &str,
+) -> Result<(), FerryError> {
+    for enabled in &change.succeeded {
+        deps.fast_restore
+            .disable(
+                region,
+                std::slice::from_ref(&enabled.snapshot_id),
+                std::slice::from_ref(&enabled.availability_zone),
+            )
+            .await
+            .map_err(|e| aws_failure("ec2:DisableFastSnapshotRestores", e))?;
+    }
+    if !change.succeeded.is_empty() {
+        info!(
+            region,
+            pairs = change.succeeded.len(),
+            reason,
+            "fast snapshot restore rolled back: the quota refused part of it"
+        );
+    }
+    Ok(())
 }
 
 /// Why enabling would exceed the Region's quota of snapshots with FSR, if it would.
