@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 const REGIONS: [&str; 3] = ["us-west-2", "eu-west-1", "ap-southeast-2"];
 const QUOTA: u64 = 20;
 /// Long enough that, at the rate the local engine starts replications, the 20 slots of a Region
-/// fill and AWS's `ResourceLimitExceeded` has to be waited out.
+/// fill and AWS's `ResourceLimitExceeded` has to be waited out (`FERRY_SCALE_COPY_SECONDS`).
 const COPY_SECONDS: f64 = 12.0;
 
 async fn select(world: &World, ids: &[String]) {
@@ -57,18 +57,19 @@ async fn a_sweep_to_3_regions_and_a_burst_of_image_builds_at_once_replicate_once
         count("FERRY_SCALE_SOURCES", 300),
         count("FERRY_SCALE_BURST", 50),
     );
+    let copy_seconds = count("FERRY_SCALE_COPY_SECONDS", COPY_SECONDS as usize) as f64;
     let destinations: Vec<Value> = REGIONS
         .iter()
         .map(|r| json!({"region": r, "kmsKeyId": format!("alias/dr-{r}")}))
         .collect();
-    let mut world = World::start(policy(json!(destinations), QUOTA as usize), COPY_SECONDS).await;
+    let mut world = World::start(policy(json!(destinations), QUOTA as usize), copy_seconds).await;
     // A copy is checked every half copy, and a refused copy asks again after a quarter of a
     // copy, longer for bursts beyond 50 (on AWS: a quarter of the elapsed time, and 60-900 s
     // jittered, whose 100 attempts span hours): the retries' span keeps up with the queue.
     let burst_factor = (burst_size as f64 / 50.0).max(1.0);
     world.sfn.set_pauses(
-        Duration::from_secs_f64(COPY_SECONDS / 2.0),
-        Duration::from_secs_f64(COPY_SECONDS / 4.0 * burst_factor),
+        Duration::from_secs_f64(copy_seconds / 2.0),
+        Duration::from_secs_f64(copy_seconds / 4.0 * burst_factor),
     );
     let mut keys = BTreeMap::new();
     for region in REGIONS {
@@ -222,7 +223,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_image_builds_at_once_replicate_once
     figure(
         "scale",
         &format!(
-            "a sweep of {sources} sources ({} AMIs, {} backing snapshots dropped) to 3 Regions with a burst of {burst_size} image events at once: {} runs, {replication_executions} replication executions, {replicas} replicas verified, {duplicates} duplicates, 0 backing snapshots copied alone, 0 failed; largest history {largest_history} events (limit 25,000), largest state payload {largest_payload} B (run: {largest_run_payload} B; limit 256 KiB), peak copies in flight {peaks:?} (quota {QUOTA}), {refused} ResourceLimitExceeded waited out, {transitions} state transitions [seeded in {seeded:.0?}, ran in {ran:.0?}]",
+            "a sweep of {sources} sources ({} AMIs, {} backing snapshots dropped) to 3 Regions with a burst of {burst_size} image events at once, copies of {copy_seconds} s: {} runs, {replication_executions} replication executions, {replicas} replicas verified, {duplicates} duplicates, 0 backing snapshots copied alone, 0 failed; largest history {largest_history} events (limit 25,000), largest state payload {largest_payload} B (run: {largest_run_payload} B; limit 256 KiB), peak copies in flight {peaks:?} (quota {QUOTA}), {refused} ResourceLimitExceeded waited out, {transitions} state transitions [seeded in {seeded:.0?}, ran in {ran:.0?}]",
             images.len(),
             backing.len(),
             runs.len(),
