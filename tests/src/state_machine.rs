@@ -624,17 +624,26 @@ impl LocalStepFunctions {
     /// Runs one replication execution of the deployed replication definition with `request` as
     /// its input, as a run's Distributed Map starts it, to its end.
     pub async fn replicate(&self, request: &Value) -> ExecutionRecord {
+        let arn = self
+            .start(&self.replication_machine, "replication", request)
+            .await;
+        self.wait(&arn).await;
+        self.record(&arn).await
+    }
+
+    /// Starts an execution of `machine` named `<prefix>-<pid>-<n>`; returns its ARN.
+    async fn start(&self, machine: &str, prefix: &str, input: &Value) -> String {
         let name = format!(
-            "replication-{}-{}",
+            "{prefix}-{}-{}",
             std::process::id(),
             self.runs.fetch_add(1, Ordering::SeqCst)
         );
         let started = self
             .client
             .start_execution()
-            .state_machine_arn(&self.replication_machine)
+            .state_machine_arn(machine)
             .name(&name)
-            .input(request.to_string())
+            .input(input.to_string())
             .send()
             .await
             .unwrap_or_else(|e| {
@@ -643,35 +652,14 @@ impl LocalStepFunctions {
                     aws_sdk_sfn::error::DisplayErrorContext(&e)
                 )
             });
-        let arn = started.execution_arn().to_string();
-        self.wait(&arn).await;
-        self.record(&arn).await
+        started.execution_arn().to_string()
     }
 
     /// Starts one execution per input at once and waits for all of them.
     pub async fn run_all(&self, inputs: &[Value]) -> Vec<Execution> {
         let mut arns = vec![];
         for input in inputs {
-            let name = format!(
-                "run-{}-{}",
-                std::process::id(),
-                self.runs.fetch_add(1, Ordering::SeqCst)
-            );
-            let started = self
-                .client
-                .start_execution()
-                .state_machine_arn(&self.run_machine)
-                .name(&name)
-                .input(input.to_string())
-                .send()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "StartExecution: {}",
-                        aws_sdk_sfn::error::DisplayErrorContext(&e)
-                    )
-                });
-            arns.push(started.execution_arn().to_string());
+            arns.push(self.start(&self.run_machine, "run", input).await);
         }
         for arn in &arns {
             self.wait(arn).await;

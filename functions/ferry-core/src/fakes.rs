@@ -496,3 +496,46 @@ impl FakeWorld {
         }
     }
 }
+
+/// A JSON fixture from the repository's `tests/fixtures/` (`path` relative to it).
+pub fn fixture(path: &str) -> serde_json::Value {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(path);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+impl FakeEc2 {
+    /// The replica a verified document describes, in its destination Region: its AMI (for an AMI
+    /// replication) and every verified snapshot, completed and encrypted.
+    pub fn add_verified_replica(&self, document: &serde_json::Value) {
+        let region = document["destination"]["region"].as_str().unwrap_or_default();
+        if document["source"]["imageId"].is_string() {
+            self.add_image(
+                region,
+                ImageInfo {
+                    image_id: document["copy"]["destinationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                    state: "available".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let verified = document["evidence"]["verification"]["snapshots"].as_array();
+        for snapshot in verified.into_iter().flatten() {
+            self.add_snapshot(
+                region,
+                SnapshotInfo {
+                    snapshot_id: snapshot["snapshotId"].as_str().unwrap_or_default().into(),
+                    state: "completed".into(),
+                    encrypted: true,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}

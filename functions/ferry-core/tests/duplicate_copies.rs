@@ -3,10 +3,8 @@
 //! removes itself once complete, and an execution whose copy was removed that way follows the
 //! kept copy at once rather than waiting out EC2's not-found grace window.
 
-use std::path::PathBuf;
-
 use ferry_core::document::CopyStatus;
-use ferry_core::fakes::FakeWorld;
+use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::check_copy;
 use ferry_core::ports::{SnapshotInfo, Tag};
 use ferry_core::rules::lineage::ownership_tags;
@@ -20,9 +18,7 @@ const FOLLOWED: &str = "snap-0b0000000000000b1";
 const OTHER: &str = "snap-0f00000000000000a";
 
 fn pending_snapshot_copy() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/check-copy/pending-snapshot.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    fixture("check-copy/pending-snapshot.json")
 }
 
 fn replication_id() -> String {

@@ -2,11 +2,10 @@
 //! beforehand (`FERRY_FSR_QUOTA`) or AWS refuses the enable, records FSR as skipped with the
 //! reason, or fails with `FsrQuotaExceeded` when the request says `failWhenQuotaFull`.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use ferry_core::document::{FsrEvidence, FsrOutcome};
-use ferry_core::fakes::FakeWorld;
+use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::enable_fsr::{handle, FsrOutput};
 use ferry_core::ports::{ImageInfo, SnapshotInfo};
 use ferry_core::rules::fsr::{disable_at_tag, DISABLE_AT};
@@ -21,10 +20,7 @@ const OURS: [&str; 2] = ["snap-0ccccccccccccccc1", "snap-0ccccccccccccccc2"];
 
 /// A verified AMI replica of two snapshots, asking for FSR with `fsr`.
 fn verified(fsr: Value) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/tag-lineage/verified-ami.json");
-    let mut document: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut document = fixture("tag-lineage/verified-ami.json");
     document["options"]["fsr"] = fsr;
     document
 }
@@ -35,25 +31,7 @@ fn world(ferry_quota: usize, others: usize) -> FakeWorld {
         fsr_quota_per_region: ferry_quota,
         ..Config::default()
     });
-    world.ec2.add_image(
-        REGION,
-        ImageInfo {
-            image_id: REPLICA.into(),
-            state: "available".into(),
-            ..Default::default()
-        },
-    );
-    for snapshot in OURS {
-        world.ec2.add_snapshot(
-            REGION,
-            SnapshotInfo {
-                snapshot_id: snapshot.into(),
-                state: "completed".into(),
-                encrypted: true,
-                ..Default::default()
-            },
-        );
-    }
+    world.ec2.add_verified_replica(&verified(Value::Null));
     for i in 0..others {
         world
             .ec2

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use ferry_core::fakes::FakeWorld;
+use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::plan::handle;
 use ferry_core::policy::Policy;
 use ferry_core::ports::{DeviceSnapshot, ImageInfo, SnapshotInfo, Tag};
@@ -28,15 +28,8 @@ const EXECUTION: &str =
 /// Unix day of the schedule fixture's time, 2026-11-22T00:00:00Z.
 const SWEEP_DAY: u64 = 20_779;
 
-fn fixture(path: &str) -> String {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
-}
-
 fn event(name: &str) -> Value {
-    serde_json::from_str(&fixture(&format!(
-        "../../tests/fixtures/events/{name}.json"
-    )))
-    .unwrap()
+    fixture(&format!("events/{name}.json"))
 }
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
@@ -72,7 +65,7 @@ fn snapshot(id: &str, tagged: &[(&str, &str)]) -> SnapshotInfo {
 }
 
 fn fleet() -> FakeWorld {
-    let policy = Policy::parse(&fixture("../../tests/fixtures/policy/sweep.json")).unwrap();
+    let policy = Policy::parse(&fixture("policy/sweep.json").to_string()).unwrap();
     let world = FakeWorld::new(Config {
         policy: Some(policy),
         ..Config::default()

@@ -2,10 +2,9 @@
 //! fakes: a retried or rerun tag-lineage finds `ferry:evidence-published` on the replica and
 //! does not publish it again; a publish that failed left no marker, so its retry publishes.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use ferry_core::fakes::FakeWorld;
+use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::tag_lineage::{handle, SUCCEEDED};
 use ferry_core::ports::{ImageInfo, SnapshotInfo, Tag};
 use ferry_core::rules::lineage::{rfc3339, EVIDENCE_PUBLISHED};
@@ -18,9 +17,7 @@ const REPLICA_SNAPSHOTS: [&str; 2] = ["snap-0ccccccccccccccc1", "snap-0ccccccccc
 
 /// A verified AMI replica of two snapshots.
 fn verified_ami() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/tag-lineage/verified-ami.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    fixture("tag-lineage/verified-ami.json")
 }
 
 /// The same replication's first snapshot, replicated on its own.
@@ -40,25 +37,7 @@ fn verified_snapshot() -> Value {
 /// The replica AMI and its snapshots in the destination Region.
 fn world() -> FakeWorld {
     let world = FakeWorld::new(Config::default());
-    world.ec2.add_image(
-        REGION,
-        ImageInfo {
-            image_id: REPLICA_AMI.into(),
-            state: "available".into(),
-            ..Default::default()
-        },
-    );
-    for snapshot in REPLICA_SNAPSHOTS {
-        world.ec2.add_snapshot(
-            REGION,
-            SnapshotInfo {
-                snapshot_id: snapshot.into(),
-                state: "completed".into(),
-                encrypted: true,
-                ..Default::default()
-            },
-        );
-    }
+    world.ec2.add_verified_replica(&verified_ami());
     world
 }
 
