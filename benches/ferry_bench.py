@@ -4,10 +4,11 @@
 Measures the six Lambda binaries as they are deployed and writes docs/PERFORMANCE.md:
 
 1. per function: the stripped `bootstrap` binary, its deployment zip, the cold start (process
-   start -> first invocation answered) through a local Lambda Runtime API (a small server in
-   this file, speaking `/2018-06-01/runtime/invocation/next` and `.../response|error`, so that
-   the init phase and the handler's own duration are seen where Lambda sees them), the warm
-   handler latency (invocations after the first, in one process), and the peak RSS (VmHWM);
+   spawned -> first invocation answered) and its init phase (until the process connects to the
+   Runtime API for its first event), the warm round trip (invocations after the first, in one
+   process), CPU time and the peak RSS (VmHWM). The functions run as the tests run them
+   (tests/src/state_machine.rs): one `cargo lambda watch --only-lambda-apis` serves the Runtime
+   API each process polls and the Invoke API the bench sends the events to;
 2. per replication, for copies of 5, 30 and 120 minutes: the deployed state machines on moto's
    Step Functions engine with the release binaries behind it (tests/examples/replication_bench.rs,
    over the test harness tests/src/state_machine.rs), counting state transitions, history events,
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import math
 import os
 import platform
-import queue
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,13 +42,13 @@ import tomllib
 import urllib.request
 import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 from botocore.config import Config as BotoConfig
 
 REPO = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("FERRY_VENV", REPO / ".venv"))  # scripts/setup makes it
 FUNCTIONS = ["plan-replication", "start-copy", "check-copy", "verify-encryption", "tag-lineage", "enable-fsr"]
 ACCOUNT = "123456789012"  # moto's account
 SOURCE, DESTINATION = "us-east-1", "us-west-2"
@@ -64,6 +66,7 @@ POLICY = {
 }
 WORK_BUCKET = "ferry-work-123456789012-us-east-1"  # the stack's bucket (tests/src/state_machine.rs)
 MEMORY_MB = 128
+EXTRA_ENV: dict[str, str] = {}  # --extra-env: for every function process (experiments)
 
 # List prices (us-east-1), USD: aws.amazon.com/step-functions/pricing (Standard workflows, per
 # state transition, retries included), /lambda/pricing, /kms/pricing, /s3/pricing (S3 Standard),
@@ -98,10 +101,9 @@ class Emulator:
     """local/emulator (moto plus ferry's patch layer) on a free loopback port."""
 
     def __init__(self, copy_seconds: float, work: Path):
-        venv = Path(os.environ.get("FERRY_VENV", REPO / ".venv"))
         self.log = open(work / "emulator.log", "ab")
         self.proc = subprocess.Popen(
-            [str(venv / "bin/python"), "-m", "ferry_emulator", "--host", "127.0.0.1", "--port", "0", "--copy-seconds", str(copy_seconds)],
+            [str(VENV / "bin/python"), "-m", "ferry_emulator", "--host", "127.0.0.1", "--port", "0", "--copy-seconds", str(copy_seconds)],
             env={**os.environ, "PYTHONPATH": str(REPO / "local/emulator")},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -194,125 +196,47 @@ def ami_available_event(image_id: str) -> dict:
     }
 
 
-# --- a local Lambda Runtime API -----------------------------------------------------------------
+# --- the functions, as the tests run them: cargo lambda watch ----------------------------------------
 
 
-class Invocation:
-    def __init__(self, payload):
-        self.request_id = str(uuid.uuid4())
-        self.payload = payload
-        self.sent = 0.0  # perf_counter when the event was handed out
-        self.done = 0.0  # perf_counter when the answer arrived
-        self.kind = ""  # "response" | "error"
-        self.body = b""
-        self.finished = threading.Event()
+class Watch:
+    """`cargo lambda watch --only-lambda-apis` on a free loopback port, started as the test harness
+    starts it (tests/src/state_machine.rs, `LocalStepFunctions::start`): the Lambda Runtime API
+    each function process polls at `/.rt/<function>`, and the Invoke API
+    (`POST /2015-03-31/functions/<function>/invocations`, a binary of the workspace by name) that
+    hands it events. It starts no function and runs no cargo build."""
 
-    @property
-    def duration_ms(self) -> float:
-        return (self.done - self.sent) * 1000
+    def __init__(self, work: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.log = open(work / "watch.log", "ab")
+        command = [str(VENV / "bin/cargo-lambda"), "lambda", "watch", "--only-lambda-apis", "--ignore-changes",
+                   "-A", "127.0.0.1", "-P", str(self.port)]
+        self.proc = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while not self.listening():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cargo lambda watch did not listen on {self.port}: see {work / 'watch.log'}")
+            time.sleep(0.02)
 
-
-class RuntimeApi:
-    """The Lambda Runtime API (2018-06-01) for one function process: `GET .../invocation/next`
-    hands out one queued event with the Lambda-Runtime-* headers; `POST .../{id}/response` and
-    `.../{id}/error` record the answer; `POST .../init/error` records a failed init."""
-
-    def __init__(self, function: str):
-        self.function = function
-        self.events: queue.Queue[Invocation | None] = queue.Queue()
-        self.invocations: dict[str, Invocation] = {}
-        self.first_next: float | None = None
-        self.init_error: bytes | None = None
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def reply(self, status: int, body: bytes = b'{"status":"OK"}') -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def read_body(self) -> bytes:
-                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def do_GET(self):
-                if self.path != "/2018-06-01/runtime/invocation/next":
-                    return self.reply(404, b'{"errorMessage":"not found"}')
-                if api.first_next is None:
-                    api.first_next = time.perf_counter()
-                invocation = api.events.get()
-                if invocation is None:  # shutting down
-                    self.close_connection = True
-                    return self.reply(503, b'{"errorMessage":"stopping"}')
-                body = json.dumps(invocation.payload).encode()
-                deadline_ms = int((time.time() + 30) * 1000)  # the template's Timeout: 30
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Lambda-Runtime-Aws-Request-Id", invocation.request_id)
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline_ms))
-                self.send_header("Lambda-Runtime-Invoked-Function-Arn", f"arn:aws:lambda:{SOURCE}:{ACCOUNT}:function:ferry-{api.function}")
-                self.send_header("Lambda-Runtime-Trace-Id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0")
-                self.end_headers()
-                invocation.sent = time.perf_counter()
-                self.wfile.write(body)
-                self.wfile.flush()
-
-            def do_POST(self):
-                body = self.read_body()
-                now = time.perf_counter()
-                parts = self.path.strip("/").split("/")
-                if parts[:3] == ["2018-06-01", "runtime", "init"] and parts[3:] == ["error"]:
-                    api.init_error = body
-                    return self.reply(202)
-                if len(parts) == 5 and parts[:3] == ["2018-06-01", "runtime", "invocation"] and parts[4] in ("response", "error"):
-                    invocation = api.invocations.get(parts[3])
-                    if invocation is None:
-                        return self.reply(400, b'{"errorMessage":"unknown request id"}')
-                    invocation.done, invocation.kind, invocation.body = now, parts[4], body
-                    self.reply(202)
-                    invocation.finished.set()
-                    return None
-                return self.reply(404, b'{"errorMessage":"not found"}')
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-                    super().handle_error(request, client_address)  # a stopped process drops its connections
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def submit(self, payload) -> Invocation:
-        invocation = Invocation(payload)
-        self.invocations[invocation.request_id] = invocation
-        self.events.put(invocation)
-        return invocation
+    def listening(self) -> bool:
+        # A loopback connect retried to a port of the ephemeral range can connect to itself (TCP
+        # simultaneous open): that is not a listener.
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                return connection.getsockname() != connection.getpeername()
+        except OSError:
+            return False
 
     def close(self) -> None:
-        for _ in range(4):
-            self.events.put(None)
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
 class FunctionFailed(RuntimeError):
@@ -320,63 +244,91 @@ class FunctionFailed(RuntimeError):
 
 
 class LambdaProcess:
-    """One execution environment: the function's `bootstrap` started against its own Runtime API,
-    with the environment Lambda gives a provided.al2023 function (128 MB, JSON logs)."""
+    """One execution environment: the function's `bootstrap` polling watch, with the environment
+    the test harness gives the functions (the template's settings: 128 MB, JSON logs)."""
 
-    def __init__(self, function: str, bootstrap: Path, endpoint: str, work: Path, extra_env: dict[str, str] | None = None):
-        self.function = function
-        self.api = RuntimeApi(function)
-        home = work / "home"
-        home.mkdir(exist_ok=True)
+    def __init__(self, function: str, bootstrap: Path, watch: Watch, endpoint: str, work: Path, extra_env: dict[str, str] | None = None):
+        self.function, self.watch = function, watch
         env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(home),  # no ~/.aws: as in Lambda, credentials come from the environment
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            "_HANDLER": "bootstrap",
-            "LAMBDA_TASK_ROOT": str(bootstrap.parent),
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.api.port}",
-            "AWS_LAMBDA_FUNCTION_NAME": f"ferry-{function}",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
+            "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{watch.port}/.rt/{function}",
+            "AWS_LAMBDA_FUNCTION_NAME": function,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": function,  # each function signs as itself, as its own role would
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": SOURCE,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "FERRY_SDK_INITIAL_BACKOFF_MS": "50",
+            "FERRY_FUNCTION_TIMEOUT_SECONDS": "30",  # the template's Globals (Timeout: 30)
             "AWS_LAMBDA_LOG_FORMAT": "JSON",  # the template's LoggingConfig
             "AWS_LAMBDA_LOG_LEVEL": "INFO",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_SESSION_TOKEN": "test",
-            "AWS_REGION": SOURCE,
-            "AWS_DEFAULT_REGION": SOURCE,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "FERRY_EVENT_BUS": "default",
-            "FERRY_FUNCTION_TIMEOUT_SECONDS": "30",  # the template's Globals (Timeout: 30)
         }
         if function == "plan-replication":
-            env["FERRY_POLICY"] = json.dumps(POLICY)
-            env["FERRY_WORK_BUCKET"] = WORK_BUCKET
-        env.update(extra_env or {})
+            env.update(FERRY_POLICY=json.dumps(POLICY), FERRY_WORK_BUCKET=WORK_BUCKET)
+        if function == "tag-lineage":
+            env["FERRY_EVENT_BUS"] = "default"
+        env.update({**EXTRA_ENV, **(extra_env or {})})
         self.log = open(work / f"{function}.log", "ab")
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen([str(bootstrap)], env=env, cwd=str(bootstrap.parent), stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.invocations = 0
+        self.sockets: dict[str, float] = {}  # "socket:[inode]" -> when first seen open
+        self.answered = threading.Event()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([str(bootstrap)], env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        self.watcher = threading.Thread(target=self.watch_sockets, daemon=True)
+        self.watcher.start()
 
-    def invoke(self, payload, timeout: float = 60) -> tuple[dict, Invocation]:
-        invocation = self.api.submit(payload)
-        deadline = time.perf_counter() + timeout
-        while not invocation.finished.wait(0.02):
-            if self.proc.poll() is not None:
-                raise FunctionFailed(f"{self.function} exited with {self.proc.returncode} (init error: {self.api.init_error!r})")
-            if time.perf_counter() > deadline:
-                raise FunctionFailed(f"{self.function}: no answer within {timeout} s")
+    def watch_sockets(self) -> None:
+        """Until the first answer, every millisecond: when each of the process's sockets was first open."""
+        fds = Path(f"/proc/{self.proc.pid}/fd")
+        while not self.answered.wait(0.001):
+            now = time.perf_counter()
+            try:
+                for fd in fds.iterdir():
+                    target = os.readlink(fd)
+                    if target.startswith("socket:"):
+                        self.sockets.setdefault(target, now)
+            except OSError:
+                pass  # an fd closed under us, or the process is gone
+
+    def invoke(self, payload, timeout: float = 60) -> tuple[dict, float, float]:
+        """One invocation through watch's Invoke API: the answer, and when the request was sent
+        and the answer arrived (perf_counter). watch answers a handler error with HTTP 500 and
+        `{"errorType", "errorMessage"}`."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.watch.port, timeout=timeout)
+        try:
+            sent = time.perf_counter()
+            connection.request("POST", f"/2015-03-31/functions/{self.function}/invocations", body=json.dumps(payload),
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            done = time.perf_counter()
+        except OSError as error:
+            raise FunctionFailed(f"{self.function}: no answer ({error}; exit code {self.proc.poll()})") from error
+        finally:
+            connection.close()
+            self.answered.set()
         self.invocations += 1
-        body = json.loads(invocation.body or b"null")
-        if invocation.kind != "response":
-            raise FunctionFailed(f"{self.function} answered an error: {body}")
-        return body, invocation
+        if response.status != 200:
+            raise FunctionFailed(f"{self.function} answered an error (HTTP {response.status}): {body.decode(errors='replace')}")
+        return json.loads(body), sent, done
 
-    @property
     def init_ms(self) -> float:
-        return ((self.api.first_next or self.started) - self.started) * 1000
+        """From the spawn to the process opening its connection to watch, which it does to ask
+        for its first event: the socket whose peer is watch's port (/proc/PID/net/tcp; the
+        runtime keeps that connection), as first seen open. After the first answer, while the
+        process lives."""
+        self.watcher.join()
+        to_watch = set()
+        with open(f"/proc/{self.proc.pid}/net/tcp") as table:
+            for row in list(table)[1:]:
+                fields = row.split()  # local and remote address (hex ip:port), ..., inode (10th)
+                if int(fields[2].rsplit(":", 1)[1], 16) == self.watch.port:
+                    to_watch.add(f"socket:[{fields[9]}]")
+        opened = [self.sockets[s] for s in to_watch & self.sockets.keys()]
+        if not opened:
+            raise RuntimeError(f"{self.function}: none of its sockets is connected to watch's port {self.watch.port}")
+        return (min(opened) - self.started) * 1000
 
     def cpu_ms(self) -> float:
         """CPU time of all the process's threads so far (schedstat, nanoseconds), in ms."""
@@ -405,7 +357,7 @@ class LambdaProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.api.close()
+        self.answered.set()
         self.log.close()
         return peak
 
@@ -450,30 +402,31 @@ def package(function: str, release: Path, out: Path) -> dict:
     return {"bootstrap": bootstrap, "binaryBytes": bootstrap.stat().st_size, "zipBytes": archive.stat().st_size, "releaseBytes": (release / function).stat().st_size}
 
 
-def bench_function(function: str, bootstrap: Path, emulator: Emulator, inputs: list, cold_runs: int, warm_runs: int, work: Path,
-                   prepare=lambda doc: doc, finish=lambda doc: doc, extra_env=None) -> tuple[dict, list]:
+def bench_function(function: str, bootstrap: Path, emulator: Emulator, watch: Watch, inputs: list, cold_runs: int, warm_runs: int,
+                   work: Path, prepare=lambda doc: doc, finish=lambda doc: doc, extra_env=None) -> tuple[dict, list]:
     """`cold_runs` fresh processes with one invocation each, then one process with 1 + `warm_runs`
     invocations. Each invocation gets its own input; returns the figures and the outputs."""
     assert len(inputs) >= cold_runs + 1 + warm_runs, (function, len(inputs))
-    outputs, cold, init, cold_rss, first_ms, cold_cpu = [], [], [], [], [], []
+    outputs, cold, init, cold_rss, cold_cpu = [], [], [], [], []
     for payload in inputs[:cold_runs]:
-        process = LambdaProcess(function, bootstrap, emulator.endpoint, work, extra_env)
-        output, invocation = process.invoke(prepare(payload))
-        cold_cpu.append(process.cpu_ms())
-        cold.append((invocation.done - process.started) * 1000)
-        init.append(process.init_ms)
-        first_ms.append(invocation.duration_ms)
-        cold_rss.append(process.stop())
+        process = LambdaProcess(function, bootstrap, watch, emulator.endpoint, work, extra_env)
+        try:
+            output, _, answered = process.invoke(prepare(payload))
+            cold_cpu.append(process.cpu_ms())
+            cold.append((answered - process.started) * 1000)
+            init.append(process.init_ms())
+        finally:
+            cold_rss.append(process.stop())
         outputs.append(finish(output))
-    process = LambdaProcess(function, bootstrap, emulator.endpoint, work, extra_env)
+    process = LambdaProcess(function, bootstrap, watch, emulator.endpoint, work, extra_env)
     warm, cpu_after_first = [], 0.0
     try:
         for index, payload in enumerate(inputs[cold_runs:cold_runs + 1 + warm_runs]):
-            output, invocation = process.invoke(prepare(payload))
+            output, sent, answered = process.invoke(prepare(payload))
             if index == 0:
                 cpu_after_first = process.cpu_ms()
             else:
-                warm.append(invocation.duration_ms)
+                warm.append((answered - sent) * 1000)
             outputs.append(finish(output))
         warm_cpu = (process.cpu_ms() - cpu_after_first) / warm_runs
     finally:
@@ -481,7 +434,6 @@ def bench_function(function: str, bootstrap: Path, emulator: Emulator, inputs: l
     figures = {
         "coldStartMs": {"median": median(cold), "min": min(cold), "max": max(cold), "runs": cold},
         "initMs": {"median": median(init), "runs": init},
-        "firstInvocationMs": {"median": median(first_ms)},
         "coldCpuMs": {"median": median(cold_cpu), "runs": cold_cpu},
         "warmCpuMsPerInvocation": warm_cpu,
         "warmMs": {"median": median(warm), "p95": p95(warm), "min": min(warm), "max": max(warm), "runs": warm},
@@ -492,9 +444,10 @@ def bench_function(function: str, bootstrap: Path, emulator: Emulator, inputs: l
 
 def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs: int) -> dict:
     count = cold_runs + 1 + warm_runs
-    emulator = Emulator(copy_seconds=3600, work=work)
+    emulator, watch = Emulator(copy_seconds=3600, work=work), None
     results = {}
     try:
+        watch = Watch(work)
         # Enough FSR quota for every replica here (the deployed default is 5 per Region).
         emulator.configure(fsrQuotaPerRegion=100_000)
         seed = Seeder(emulator.endpoint)
@@ -513,7 +466,7 @@ def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs:
                 emulator.advance(30)  # the first Wait state
                 prepare = lambda d: for_binary(d, emulator)  # noqa: E731
                 finish = lambda d: to_emulator_time(d, emulator)  # noqa: E731
-            figures, outputs = bench_function(function, bootstraps[function], emulator, documents, cold_runs, warm_runs, work,
+            figures, outputs = bench_function(function, bootstraps[function], emulator, watch, documents, cold_runs, warm_runs, work,
                                               prepare=prepare, finish=finish, extra_env=fsr_env if function == "enable-fsr" else None)
             results[function] = figures
             if function == "plan-replication":
@@ -522,7 +475,7 @@ def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs:
                 assert all(d["copy"]["status"] == "pending" for d in outputs), "the measured checks are pending ones"
                 # Let every copy finish, and check each once more (not measured) to get completed documents.
                 emulator.advance(3600)
-                process = LambdaProcess("check-copy", bootstraps["check-copy"], emulator.endpoint, work)
+                process = LambdaProcess("check-copy", bootstraps["check-copy"], watch, emulator.endpoint, work)
                 try:
                     outputs = [to_emulator_time(process.invoke(for_binary(d, emulator))[0], emulator) for d in outputs]
                 finally:
@@ -531,6 +484,8 @@ def part_one(bootstraps: dict[str, Path], work: Path, cold_runs: int, warm_runs:
             documents = outputs
         assert all(d["evidence"]["fsr"]["outcome"] == "requested" for d in documents)
     finally:
+        if watch:
+            watch.close()
         emulator.close()
     return results
 
@@ -893,7 +848,7 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "and shares every artifact with them; `--workspace` would also build the CLI and the test harness).",
         "",
         f"| function | binary (stripped) | zip | cold start, median of {settings['cold']} (min–max) | of which init | CPU, cold | "
-        f"warm handler, median / p95 of {settings['warm']} | CPU per warm invocation | peak RSS (VmHWM) | zip ≤ 5 MB, RSS ≤ 32 MB |",
+        f"warm invocation, median / p95 of {settings['warm']} | CPU per warm invocation | peak RSS (VmHWM) | zip ≤ 5 MB, RSS ≤ 32 MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for function in FUNCTIONS:
@@ -911,18 +866,26 @@ def write_report(out: Path, info: dict, sizes: dict, functions: dict, runs: list
         "  as `provided.al2023` expects: `target/bench/package/<function>.zip`. MB = 10⁶ bytes throughout. scripts/package",
         "  (`sam build`, cargo-lambda with zig as the linker) builds the deployed bootstraps with the same `[profile.release]`;",
         "  its linker may make them differ slightly from these.",
-        "- **cold start**: from spawning `bootstrap` to its first answer reaching the local Runtime API (a fresh process per run,",
-        "  binary in the page cache). It includes the process start, tracing, `Config::from_env`, `aws-config` loading and the",
-        "  first invocation with its first connections. **init** is the part before the first `GET …/invocation/next`.",
-        "  The environment is what Lambda sets for a 128 MB provided.al2023 function with JSON logs: `AWS_LAMBDA_RUNTIME_API`,",
-        "  `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`, `AWS_LAMBDA_FUNCTION_VERSION=$LATEST`,",
-        "  `AWS_LAMBDA_LOG_FORMAT=JSON`, `AWS_REGION=us-east-1`, dummy credentials, `AWS_ENDPOINT_URL` at the emulator.",
-        "- **warm handler**: from the event leaving `…/invocation/next` to the answer arriving at `…/response`, for the invocations",
-        "  after the first in one process. Each invocation has its own input: AMI State Change events for 2-snapshot encrypted AMIs",
-        "  (plan-replication, which writes each plan's work list to S3), then the replication documents of those work lists",
-        "  (start-copy, which makes a real CopyImage each time), then the documents the previous function's binary returned",
-        "  (check-copy reads copies that are still pending; verify, tag and enable-fsr work on completed copies; enable-fsr",
-        "  enables FSR in two zones, with the FSR quota raised so that it never skips).",
+        "- The functions run as the tests run them (`tests/src/state_machine.rs`): one `cargo lambda watch --only-lambda-apis`",
+        "  serves the Lambda Runtime API, each process polls it at `/.rt/<function>`, and the bench sends every event to watch's",
+        "  Invoke API (`POST /2015-03-31/functions/<function>/invocations`). The environment is the harness's, as the template",
+        "  configures the functions: `AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`,",
+        "  `AWS_LAMBDA_FUNCTION_VERSION=$LATEST`, `AWS_LAMBDA_LOG_FORMAT=JSON`, `AWS_LAMBDA_LOG_LEVEL=INFO`, `AWS_REGION=us-east-1`,",
+        "  `FERRY_FUNCTION_TIMEOUT_SECONDS=30`, `FERRY_SDK_INITIAL_BACKOFF_MS=50`, dummy credentials (each function signs as",
+        "  itself), `AWS_ENDPOINT_URL` at the emulator.",
+        "- **cold start**: from spawning `bootstrap` to its first answer coming back from watch (a fresh process per run, binary",
+        "  in the page cache; the event is sent as the process is spawned, and watch holds it until the process asks for it).",
+        "  It includes the process start, tracing, `Config::from_env`, `aws-config` loading, watch handing over the event and",
+        "  the answer, and the first invocation with its first connections. **init** is the part until the process opens its",
+        "  connection to watch to ask for its first event: that socket's first appearance in `/proc/PID/fd` (polled every",
+        "  millisecond, so up to about 1 ms late), told apart from the others by its peer in `/proc/PID/net/tcp`.",
+        "- **warm invocation**: the round trip of an Invoke request to watch (the handler, plus watch handing the event over and",
+        "  the answer back, on loopback), for the invocations after the first in one process.",
+        "- **inputs**: each invocation has its own: AMI State Change events for 2-snapshot encrypted AMIs (plan-replication,",
+        "  which writes each plan's work list to S3), then the replication documents of those work lists (start-copy, which",
+        "  makes a real CopyImage each time), then the documents the previous function's binary returned (check-copy reads",
+        "  copies that are still pending; verify, tag and enable-fsr work on completed copies; enable-fsr enables FSR in two",
+        "  zones, with the FSR quota raised so that it never skips).",
         "- **CPU**: the process's own CPU time (all threads, `/proc/PID/task/*/schedstat`): for a cold run, everything up to the",
         "  first answer; warm, the mean per invocation. The wall-clock figures are mostly waiting for the emulator: moto is Python,",
         "  its Describe* calls scan every resource (start-copy and enable-fsr get slower as the runs add copies and FSR entries),",
@@ -976,13 +939,14 @@ def main() -> int:
     parser.add_argument("--started", type=float, default=time.time(), help="epoch seconds `make bench` started")
     parser.add_argument("--build-seconds", type=float, default=0.0, help="how long scripts/bench's cargo build took")
     parser.add_argument("--extra-env", action="append", default=[], help="NAME=VALUE for every function process (experiments)")
+    parser.add_argument("--part-one-only", action="store_true", help="measure the Lambdas only: write --results, no report")
     args = parser.parse_args()
 
     release, out_dir = Path(args.release_dir), Path(args.results).parent
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    if not Path(args.fleet).exists():
+    if not args.part_one_only and not Path(args.fleet).exists():
         log(f"missing {args.fleet}: run scripts/bench (it runs fleet_bench first)")
         return 1
     missing = [f for f in FUNCTIONS if not (release / f).exists()]
@@ -991,13 +955,7 @@ def main() -> int:
         return 1
 
     extra = dict(item.split("=", 1) for item in args.extra_env)
-    if extra:
-        original = LambdaProcess.__init__
-
-        def with_extra(self, function, bootstrap, endpoint, work_dir, extra_env=None):
-            original(self, function, bootstrap, endpoint, work_dir, {**extra, **(extra_env or {})})
-
-        LambdaProcess.__init__ = with_extra
+    EXTRA_ENV.update(extra)
 
     info = machine()
     info["loadStart"] = os.getloadavg()
@@ -1008,8 +966,14 @@ def main() -> int:
     functions = part_one(bootstraps, work, args.cold_runs, args.warm_runs)
     for f in FUNCTIONS:
         figures = functions[f]
-        log(f"{f}: cold {figures['coldStartMs']['median']:.1f} ms (CPU {figures['coldCpuMs']['median']:.1f} ms), warm {figures['warmMs']['median']:.2f} / p95 {figures['warmMs']['p95']:.2f} ms (CPU {figures['warmCpuMsPerInvocation']:.2f} ms), "
+        log(f"{f}: cold {figures['coldStartMs']['median']:.1f} ms (init {figures['initMs']['median']:.1f} ms, CPU {figures['coldCpuMs']['median']:.1f} ms), warm {figures['warmMs']['median']:.2f} / p95 {figures['warmMs']['p95']:.2f} ms (CPU {figures['warmCpuMsPerInvocation']:.2f} ms), "
             f"peak RSS {mb(figures['peakRssKiB']['max'] * 1024)}")
+    results = {"machine": info, "profile": release_profile(), "extraEnv": extra, "sizes": {f: {k: v for k, v in s.items() if k != "bootstrap"} for f, s in sizes.items()},
+               "functions": functions}
+    if args.part_one_only:
+        Path(args.results).write_text(json.dumps(results, indent=1, default=str))
+        log(f"wrote {args.results}")
+        return 0
     fleet = json.loads(Path(args.fleet).read_text())
     minutes = [int(m) for m in args.copy_minutes.split(",")]
     log(f"one replication on moto's Step Functions engine per copy duration: {minutes} min")
@@ -1020,8 +984,7 @@ def main() -> int:
 
     info["loadEnd"] = os.getloadavg()
     settings = {"cold": args.cold_runs, "warm": args.warm_runs, "buildSeconds": args.build_seconds}
-    results = {"machine": info, "profile": release_profile(), "extraEnv": extra, "sizes": {f: {k: v for k, v in s.items() if k != "bootstrap"} for f, s in sizes.items()},
-               "functions": functions, "replications": runs, "fleet": fleet}
+    results.update(replications=runs, fleet=fleet)
     Path(args.results).write_text(json.dumps(results, indent=1, default=str))
     write_report(Path(args.out), info, sizes, functions, runs, fleet, settings, time.time() - args.started)
     log(f"wrote {args.out} and {args.results}")
