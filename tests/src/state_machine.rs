@@ -625,14 +625,14 @@ impl LocalStepFunctions {
     /// its input, as a run's Distributed Map starts it, to its end.
     pub async fn replicate(&self, request: &Value) -> ExecutionRecord {
         let arn = self
-            .start(&self.replication_machine, "replication", request)
+            .start_execution(&self.replication_machine, "replication", request)
             .await;
         self.wait(&arn).await;
         self.record(&arn).await
     }
 
     /// Starts an execution of `machine` named `<prefix>-<pid>-<n>`; returns its ARN.
-    async fn start(&self, machine: &str, prefix: &str, input: &Value) -> String {
+    async fn start_execution(&self, machine: &str, prefix: &str, input: &Value) -> String {
         let name = format!(
             "{prefix}-{}-{}",
             std::process::id(),
@@ -659,7 +659,7 @@ impl LocalStepFunctions {
     pub async fn run_all(&self, inputs: &[Value]) -> Vec<Execution> {
         let mut arns = vec![];
         for input in inputs {
-            arns.push(self.start(&self.run_machine, "run", input).await);
+            arns.push(self.start_execution(&self.run_machine, "run", input).await);
         }
         for arn in &arns {
             self.wait(arn).await;

@@ -502,8 +502,7 @@ pub fn fixture(path: &str) -> serde_json::Value {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(path);
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
@@ -511,7 +510,9 @@ impl FakeEc2 {
     /// The replica a verified document describes, in its destination Region: its AMI (for an AMI
     /// replication) and every verified snapshot, completed and encrypted.
     pub fn add_verified_replica(&self, document: &serde_json::Value) {
-        let region = document["destination"]["region"].as_str().unwrap_or_default();
+        let region = document["destination"]["region"]
+            .as_str()
+            .unwrap_or_default();
         if document["source"]["imageId"].is_string() {
             self.add_image(
                 region,

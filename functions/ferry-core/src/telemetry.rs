@@ -1,7 +1,7 @@
 //! Logging: JSON under Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`, the level from
 //! `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (default INFO). ferry logs ids and outcomes, never
-//! documents or credentials; the SDK and HTTP crates are capped at DEBUG whatever the level,
-//! because at TRACE they dump whole HTTP bodies (documents, AWS responses).
+//! documents or credentials; the SDK and HTTP crates never log at TRACE, where they dump whole
+//! HTTP bodies (documents, AWS responses): a TRACE that would reach them is DEBUG.
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,13 +16,24 @@ const BODY_DUMPING_CRATES: [&str; 7] = [
     "hyper_util",
 ];
 
-/// The filter for `directives` (e.g. `info`, `debug,ferry_core=trace`), with the SDK capped.
+/// The filter for `directives` (e.g. `info`, `debug,ferry_core=trace`), with the SDK capped:
+/// a TRACE that would reach a body-dumping crate (the default level, or a directive naming the
+/// crate) is DEBUG for it. Any lower level stays as asked: at INFO the SDK logs at INFO.
 pub fn filter(directives: &str) -> EnvFilter {
-    let caps: Vec<String> = BODY_DUMPING_CRATES
-        .iter()
-        .map(|krate| format!("{krate}=debug"))
+    let dumps_bodies = |target: &str| BODY_DUMPING_CRATES.iter().any(|k| target.starts_with(k));
+    let mut capped: Vec<String> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|directive| match directive.split_once('=') {
+            Some((target, "trace")) if dumps_bodies(target) => format!("{target}=debug"),
+            _ => directive.to_string(),
+        })
         .collect();
-    EnvFilter::builder().parse_lossy(format!("{directives},{}", caps.join(",")))
+    if capped.iter().any(|d| d == "trace") {
+        capped.extend(BODY_DUMPING_CRATES.iter().map(|k| format!("{k}=debug")));
+    }
+    EnvFilter::builder().parse_lossy(capped.join(","))
 }
 
 /// Installs the global subscriber; called once from each Lambda's `main`.
@@ -40,5 +51,28 @@ pub fn init() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn at_info_the_sdk_logs_at_info_and_at_trace_it_is_capped_at_debug() {
+        assert_eq!(filter("info").max_level_hint(), Some(LevelFilter::INFO));
+        assert_eq!(filter("warn").max_level_hint(), Some(LevelFilter::WARN));
+        let traced = filter("trace").to_string();
+        assert!(
+            traced.contains("hyper=debug") && traced.contains("aws_smithy_runtime=debug"),
+            "{traced}"
+        );
+        let named = filter("info,aws_smithy_runtime=trace,ferry_core=trace").to_string();
+        assert!(
+            named.contains("aws_smithy_runtime=debug") && named.contains("ferry_core=trace"),
+            "{named}"
+        );
+        assert!(!named.contains("hyper"), "{named}");
     }
 }

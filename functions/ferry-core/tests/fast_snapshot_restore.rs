@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 use ferry_core::document::{FsrEvidence, FsrOutcome};
 use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::enable_fsr::{handle, FsrOutput};
-use ferry_core::ports::{ImageInfo, SnapshotInfo};
+
 use ferry_core::rules::fsr::{disable_at_tag, DISABLE_AT};
 use ferry_core::{Config, FerryError};
 use serde_json::{json, Value};
 
 const REGION: &str = "us-west-2";
 const ZONE: &str = "us-west-2a";
-const REPLICA: &str = "ami-0fedcba9876543210";
 /// The replica's snapshots, as the fixture's verification lists them.
 const OURS: [&str; 2] = ["snap-0ccccccccccccccc1", "snap-0ccccccccccccccc2"];
 

@@ -10,8 +10,6 @@
 //! - eu-west-1: the selected `ami-europe`; a verified replica of `ami-golden` (carrying the
 //!   copied `dr=true`); an unfinished replica of `snap-alone` (no `ferry:verified-at`).
 
-use std::path::PathBuf;
-
 use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::plan::handle;
 use ferry_core::policy::Policy;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::tag_lineage::{handle, SUCCEEDED};
-use ferry_core::ports::{ImageInfo, SnapshotInfo, Tag};
+use ferry_core::ports::Tag;
 use ferry_core::rules::lineage::{rfc3339, EVIDENCE_PUBLISHED};
 use ferry_core::Config;
 use serde_json::{json, Value};
