@@ -17,8 +17,11 @@ env_home() {
   echo "$home"
 }
 
-# lock_env_home <home>: serializes builds of one cache entry across clones (fd 9).
+# lock_env_home <home>: serializes builds of one cache entry across clones (fd 9); a build in
+# the repo itself takes no lock.
 lock_env_home() {
+  local cache="${FERRY_ENV_CACHE:-$HOME/.cache/ferry/envs}"
+  [[ "$1" == "$cache"/* ]] || return 0
   exec 9>"$1.lock"
   flock 9
 }
