@@ -18,14 +18,15 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Destination Regions to audit, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Destination Regions to audit, comma-separated (spaces allowed, repeats ignored).
+    #[arg(long, value_delimiter = ',', required = true, value_parser = crate::report::region)]
     regions: Vec<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
 
-pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
+pub async fn run(aws: &AwsArgs, config: Config, mut args: Args) -> ExitCode {
+    args.regions = crate::report::each_once(args.regions);
     let sdk = aws.sdk_config(&config).await;
     let deps = Deps::from_sdk(&sdk, config);
     let replicas = match ferry_core::audit::audit(&deps, &args.regions).await {

@@ -60,7 +60,7 @@ pub struct Args {
 fn parse_destination(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some((region, key)) if !region.is_empty() && !key.is_empty() => {
-            Ok((region.to_string(), key.to_string()))
+            Ok((crate::report::region(region)?, key.to_string()))
         }
         _ => Err(format!(
             "{value:?}: give REGION=KEY, e.g. us-west-2=alias/prod-ebs-usw2"

@@ -11,6 +11,26 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub const FAILED: u8 = 1;
 pub const FLAGGED: u8 = 3;
 
+/// A Region flag's value: an AWS Region code that exists, surrounding spaces ignored. Anything
+/// else is a usage error (exit 2) naming the value, before any AWS call.
+pub fn region(value: &str) -> Result<String, String> {
+    let region = value.trim();
+    if ferry_core::rules::request::is_region(region) {
+        Ok(region.to_string())
+    } else {
+        Err(format!("{region:?} is not an AWS Region (e.g. us-west-2)"))
+    }
+}
+
+/// `values` in their order, each once.
+pub fn each_once(values: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.clone()))
+        .collect()
+}
+
 /// Prints a named error the way every command does, and returns the exit code for it.
 pub fn error(context: &str, error: &FerryError) -> ExitCode {
     eprintln!("error[{}]: {context}: {error}", error.name());
@@ -84,5 +104,28 @@ impl Observe for Progress {
             ),
         };
         self.update(&message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{each_once, region};
+
+    #[test]
+    fn a_region_flag_takes_a_real_region_with_spaces_trimmed_and_names_a_typo() {
+        assert_eq!(region(" eu-west-1").unwrap(), "eu-west-1");
+        let typo = region("us-wset-2").unwrap_err();
+        assert!(
+            typo.contains("\"us-wset-2\" is not an AWS Region"),
+            "{typo}"
+        );
+    }
+
+    #[test]
+    fn repeated_values_count_once_in_their_first_place() {
+        let regions = ["us-west-2", "eu-west-1", "us-west-2"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(each_once(regions), ["us-west-2", "eu-west-1"]);
     }
 }

@@ -121,6 +121,55 @@ async fn a_bad_key_exits_1_with_the_error_name_and_a_hint() {
         Some(2),
         "a malformed --to is a usage error"
     );
+    for args in [
+        [
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-wset-2=alias/dr",
+        ],
+        [
+            "audit",
+            "--regions",
+            "us-west-2,us-wset-2",
+            "--format",
+            "json",
+            "",
+            "",
+        ],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let typo = ferry(&aws, &args);
+        assert_eq!(
+            typo.status.code(),
+            Some(2),
+            "{args:?}: a Region typo is a usage error"
+        );
+        assert!(
+            text(&typo.stderr).contains("\"us-wset-2\" is not an AWS Region"),
+            "{}",
+            text(&typo.stderr)
+        );
+    }
+    let spaced = ferry(
+        &aws,
+        &[
+            "audit",
+            "--regions",
+            "us-west-2, us-west-2",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(spaced.status.code(), Some(0), "{}", text(&spaced.stderr));
+    assert!(
+        text(&spaced.stderr).contains("audited in us-west-2;"),
+        "{}",
+        text(&spaced.stderr)
+    );
 }
 
 #[tokio::test]
