@@ -3,7 +3,7 @@
 //! removes itself once complete, and an execution whose copy was removed that way follows the
 //! kept copy at once rather than waiting out EC2's not-found grace window.
 
-use ferry_core::document::CopyStatus;
+use ferry_core::document::{CopyState, CopyStatus};
 use ferry_core::fakes::{fixture, FakeWorld};
 use ferry_core::handlers::check_copy;
 use ferry_core::ports::{SnapshotInfo, Tag};
@@ -44,6 +44,18 @@ fn copy(id: &str, state: &str, created_at_ms: i64) -> SnapshotInfo {
     }
 }
 
+/// Checks the fixture's copy once, with `copies` of its replication in the Region.
+async fn checked_with(copies: Vec<SnapshotInfo>) -> (FakeWorld, CopyState) {
+    let world = FakeWorld::new(Config::default());
+    for copy in copies {
+        world.ec2.add_snapshot(REGION, copy);
+    }
+    let checked = check_copy::handle(&world.deps, pending_snapshot_copy())
+        .await
+        .unwrap();
+    (world, checked.copy.unwrap())
+}
+
 fn snapshots(world: &FakeWorld) -> Vec<String> {
     world.ec2.snapshots.lock().unwrap()[REGION]
         .iter()
@@ -53,14 +65,7 @@ fn snapshots(world: &FakeWorld) -> Vec<String> {
 
 #[tokio::test]
 async fn a_copy_removed_as_another_executions_duplicate_is_followed_to_the_kept_copy_at_once() {
-    let world = FakeWorld::new(Config::default());
-    world
-        .ec2
-        .add_snapshot(REGION, copy(OTHER, "completed", 1_764_547_100_000));
-    let checked = check_copy::handle(&world.deps, pending_snapshot_copy())
-        .await
-        .unwrap();
-    let copy = checked.copy.unwrap();
+    let (world, copy) = checked_with(vec![copy(OTHER, "completed", 1_764_547_100_000)]).await;
     assert_eq!(copy.destination_id, OTHER);
     assert_eq!(
         copy.status,
@@ -75,11 +80,7 @@ async fn a_copy_removed_as_another_executions_duplicate_is_followed_to_the_kept_
 #[tokio::test]
 async fn a_missing_copy_with_no_other_copy_of_its_replication_stays_pending_within_the_grace_window(
 ) {
-    let world = FakeWorld::new(Config::default());
-    let checked = check_copy::handle(&world.deps, pending_snapshot_copy())
-        .await
-        .unwrap();
-    let copy = checked.copy.unwrap();
+    let (_, copy) = checked_with(vec![]).await;
     assert_eq!(
         (copy.destination_id.as_str(), copy.status),
         (FOLLOWED, CopyStatus::Pending)
@@ -88,17 +89,11 @@ async fn a_missing_copy_with_no_other_copy_of_its_replication_stays_pending_with
 
 #[tokio::test]
 async fn a_duplicate_that_completes_removes_itself_and_follows_the_earliest_copy() {
-    let world = FakeWorld::new(Config::default());
-    world
-        .ec2
-        .add_snapshot(REGION, copy(OTHER, "pending", 1_764_547_100_500));
-    world
-        .ec2
-        .add_snapshot(REGION, copy(FOLLOWED, "completed", 1_764_547_100_510));
-    let checked = check_copy::handle(&world.deps, pending_snapshot_copy())
-        .await
-        .unwrap();
-    let copy = checked.copy.unwrap();
+    let (world, copy) = checked_with(vec![
+        copy(OTHER, "pending", 1_764_547_100_500),
+        copy(FOLLOWED, "completed", 1_764_547_100_510),
+    ])
+    .await;
     assert_eq!(copy.destination_id, OTHER);
     assert_eq!(copy.status, CopyStatus::Pending);
     assert_eq!(copy.cleaned_up, [FOLLOWED]);
@@ -107,17 +102,11 @@ async fn a_duplicate_that_completes_removes_itself_and_follows_the_earliest_copy
 
 #[tokio::test]
 async fn the_earliest_copy_keeps_itself_while_a_later_duplicate_exists() {
-    let world = FakeWorld::new(Config::default());
-    world
-        .ec2
-        .add_snapshot(REGION, copy(FOLLOWED, "completed", 1_764_547_100_500));
-    world
-        .ec2
-        .add_snapshot(REGION, copy(OTHER, "pending", 1_764_547_100_510));
-    let checked = check_copy::handle(&world.deps, pending_snapshot_copy())
-        .await
-        .unwrap();
-    let copy = checked.copy.unwrap();
+    let (world, copy) = checked_with(vec![
+        copy(FOLLOWED, "completed", 1_764_547_100_500),
+        copy(OTHER, "pending", 1_764_547_100_510),
+    ])
+    .await;
     assert_eq!(
         (copy.destination_id.as_str(), copy.status),
         (FOLLOWED, CopyStatus::Completed)

@@ -6,7 +6,7 @@
 use tracing::{info, warn};
 
 use crate::deps::Deps;
-use crate::document::{CopyStatus, Replication, SourceKind};
+use crate::document::{CopyState, CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
 use crate::handlers::{aws_failure, copy_to_keep, describe_destination_key};
 use crate::ports::{ImageInfo, SnapshotInfo};
@@ -53,10 +53,8 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
             // copy yet (eventual consistency).
             if let Some(kept) = kept_elsewhere(deps, &document, &copy.destination_id, kind).await? {
                 warn!(missing = %copy.destination_id, kept = %kept, "the copy followed is gone: following the copy this replication keeps");
-                copy.destination_id = kept;
-                copy.status = CopyStatus::Pending;
                 copy.checks += 1;
-                copy.next_check_seconds = deps.config.poll.min_seconds;
+                follow(&mut copy, kept, deps);
                 document.copy = Some(copy);
                 return Ok(document);
             }
@@ -91,9 +89,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
                 // keeps the earliest, and a duplicate removes its own.
                 warn!(replication_id = %id, duplicate = %copy.destination_id, kept = %canonical, "duplicate copy: keeping the earliest");
                 copy.cleaned_up = clean_up(deps, &region, &id, image.as_ref(), &snapshots).await?;
-                copy.destination_id = canonical;
-                copy.status = CopyStatus::Pending;
-                copy.next_check_seconds = deps.config.poll.min_seconds;
+                follow(&mut copy, canonical, deps);
             }
         }
     }
@@ -120,6 +116,13 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     info!(destination_id = %copy.destination_id, status = ?copy.status, checks = copy.checks, elapsed, cleaned_up = copy.cleaned_up.len(), "copy checked");
     document.copy = Some(copy);
     Ok(document)
+}
+
+/// Makes `copy` follow `kept`, the copy this replication keeps, checked again soon.
+fn follow(copy: &mut CopyState, kept: String, deps: &Deps) {
+    copy.destination_id = kept;
+    copy.status = CopyStatus::Pending;
+    copy.next_check_seconds = deps.config.poll.min_seconds;
 }
 
 /// The copy this replication keeps, when it is not `destination_id`.
