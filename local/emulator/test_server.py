@@ -49,6 +49,12 @@ def test_config_is_partial_and_validated(fresh):
         "lambdaEndpoint": None,
         "stepFunctions": {"waitSeconds": None, "retrySeconds": None},
         "failPutEvents": 0,
+        # Instances (test_instances.py covers them).
+        "instanceBootSeconds": 2.0,
+        "statusCheckSeconds": 2.0,
+        "instanceShutdownSeconds": 2.0,
+        "impairStatusChecks": {"times": 0, "instanceIds": [], "check": "instance"},
+        "launchVolumeKey": {"kmsKeyId": None, "times": 0, "region": None, "deviceName": None},
     }
     assert e.config() == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 5, "throttle": idle, **faults}
     assert e.config(fsrQuotaPerRegion=7) == {"copySeconds": 3.0, "fsrStepSeconds": 4.0, "fsrQuotaPerRegion": 7, "throttle": idle, **faults}

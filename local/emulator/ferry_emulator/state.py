@@ -39,8 +39,27 @@ CONFIG: dict[str, Any] = {
     # Each copy started while this is N > 0 is hidden from its first N describes (EC2's
     # eventual consistency: a just-created id answers NotFound; see patches/copies.py).
     "hideNewCopies": 0,
+    # Instances: pending for instanceBootSeconds, then running; status checks initializing for
+    # statusCheckSeconds after that; shutting-down for instanceShutdownSeconds (patches/instances.py).
+    "instanceBootSeconds": 2.0,
+    "statusCheckSeconds": 2.0,
+    "instanceShutdownSeconds": 2.0,
+    # The next `times` instances launched (and those named) fail their status checks: `check`
+    # ("instance" or "system") goes impaired instead of ok (see take_impaired_launch).
+    "impairStatusChecks": {"times": 0, "instanceIds": [], "check": "instance"},
+    # The next `times` instances launched (in `region`, when given) get their volumes (only
+    # `deviceName`'s, when given) under `kmsKeyId` instead (see take_launch_volume_key).
+    "launchVolumeKey": {"kmsKeyId": None, "times": 0, "region": None, "deviceName": None},
 }
-_CONFIG_TYPES = {"copySeconds": float, "fsrStepSeconds": float, "fsrQuotaPerRegion": int, "delaySeconds": float}
+_CONFIG_TYPES = {
+    "copySeconds": float,
+    "fsrStepSeconds": float,
+    "fsrQuotaPerRegion": int,
+    "delaySeconds": float,
+    "instanceBootSeconds": float,
+    "statusCheckSeconds": float,
+    "instanceShutdownSeconds": float,
+}
 _FRACTIONS = ("throttleFraction", "serverErrorFraction")
 # Services whose calls the random faults apply to (SigV4 signing names).
 FAULT_SERVICES = ("ec2", "kms")
@@ -65,6 +84,8 @@ STATS: dict[str, Any] = {
     "peakCopiesInFlight": {},  # Region -> snapshot copies
     "failedCopies": 0,
     "hiddenDescribes": 0,
+    "impairedInstances": 0,
+    "rekeyedLaunches": 0,
 }
 # Region -> snapshot copies in flight now (kept by patches/copies.py).
 IN_FLIGHT: dict[str, int] = {}
@@ -127,6 +148,12 @@ def update_config(partial: dict[str, Any]) -> dict[str, Any]:
             if key == "stepFunctions":
                 new[key] = _step_functions_config(value)
                 continue
+            if key == "impairStatusChecks":
+                new[key] = _impair_config(value)
+                continue
+            if key == "launchVolumeKey":
+                new[key] = _launch_volume_key_config(value)
+                continue
             if key in ("failPutEvents", "hideNewCopies"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{key} must be an integer >= 0")
@@ -163,6 +190,72 @@ def _fail_copies_config(value: Any) -> dict[str, Any]:
     if region is not None and (not isinstance(region, str) or not region):
         raise ValueError("failNextCopies.region must be a Region name")
     return {"count": count, "code": code, "message": message, "region": region}
+
+
+def _times(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0")
+    return value
+
+
+def _impair_config(value: Any) -> dict[str, Any]:
+    """``{"times": N, "instanceIds": [ids], "check": "instance" | "system"}``, partial: the next
+    N instances launched, and the instances named, fail that status check."""
+    if not isinstance(value, dict) or set(value) - {"times", "instanceIds", "check"}:
+        raise ValueError('impairStatusChecks must be {"times": int, "instanceIds": [ids], "check": "instance" | "system"}')
+    merged = {**CONFIG["impairStatusChecks"], **value}
+    merged["times"] = _times(merged["times"], "impairStatusChecks.times")
+    ids = merged["instanceIds"]
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i.startswith("i-") for i in ids):
+        raise ValueError("impairStatusChecks.instanceIds must be a list of instance ids")
+    if merged["check"] not in ("instance", "system"):
+        raise ValueError('impairStatusChecks.check must be "instance" or "system"')
+    return {"times": merged["times"], "instanceIds": list(ids), "check": merged["check"]}
+
+
+def _launch_volume_key_config(value: Any) -> dict[str, Any]:
+    """``{"kmsKeyId": str, "times": N, "region": str | None, "deviceName": str | None}``."""
+    keys = {"kmsKeyId", "times", "region", "deviceName"}
+    if not isinstance(value, dict) or set(value) - keys:
+        raise ValueError('launchVolumeKey must be {"kmsKeyId": str, "times": int, "region": str, "deviceName": str}')
+    times = _times(value.get("times", 1), "launchVolumeKey.times")
+    key = value.get("kmsKeyId")
+    if times and (not isinstance(key, str) or not key):
+        raise ValueError("launchVolumeKey.kmsKeyId must be a key id, alias or ARN")
+    for optional in ("region", "deviceName"):
+        if value.get(optional) is not None and (not isinstance(value[optional], str) or not value[optional]):
+            raise ValueError(f"launchVolumeKey.{optional} must be a non-empty string or null")
+    return {"kmsKeyId": key, "times": times, "region": value.get("region"), "deviceName": value.get("deviceName")}
+
+
+def take_impaired_launch() -> str | None:
+    """The status check (``"instance"`` or ``"system"``) an instance launched now fails, if it
+    is one of the next ``impairStatusChecks.times``."""
+    with LOCK:
+        impair = CONFIG["impairStatusChecks"]
+        if impair["times"] <= 0:
+            return None
+        CONFIG["impairStatusChecks"] = {**impair, "times": impair["times"] - 1}
+        STATS["impairedInstances"] += 1
+        return impair["check"]
+
+
+def impaired_check(instance_id: str) -> str | None:
+    """The status check an instance named in ``impairStatusChecks.instanceIds`` fails."""
+    impair = CONFIG["impairStatusChecks"]
+    return impair["check"] if instance_id in impair["instanceIds"] else None
+
+
+def take_launch_volume_key(region: str) -> tuple[str, str | None] | None:
+    """``(kmsKeyId, deviceName or None)`` if the instance launched now in ``region`` is one of
+    the next ``launchVolumeKey.times``."""
+    with LOCK:
+        rekey = CONFIG["launchVolumeKey"]
+        if rekey["times"] <= 0 or rekey["region"] not in (None, region):
+            return None
+        CONFIG["launchVolumeKey"] = {**rekey, "times": rekey["times"] - 1}
+        STATS["rekeyedLaunches"] += 1
+        return rekey["kmsKeyId"], rekey["deviceName"]
 
 
 def _endpoint_config(value: Any) -> str | None:
@@ -319,6 +412,8 @@ def stats() -> dict[str, Any]:
             "delayed": STATS["delayed"],
             "failedCopies": STATS["failedCopies"],
             "hiddenDescribes": STATS["hiddenDescribes"],
+            "impairedInstances": STATS["impairedInstances"],
+            "rekeyedLaunches": STATS["rekeyedLaunches"],
         }
 
 

@@ -12,7 +12,7 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import associated_keys, copies, cost, fsr, images, kms, stepfunctions, volumes
+    from . import associated_keys, copies, cost, fsr, images, instances, kms, stepfunctions, volumes
 
     cost.apply()
     kms.apply()
@@ -21,12 +21,15 @@ def apply_all() -> None:
     copies.apply()
     fsr.apply()
     associated_keys.apply()
+    instances.apply()
     stepfunctions.apply()
     _applied = True
 
 
 def settle_due() -> None:
-    """Runs before every request: finish copies whose time has come."""
+    """Runs before every request: finish copies and instance state changes whose time has come."""
     from .copies import settle_due as settle_copies
+    from .instances import settle_due as settle_instances
 
     settle_copies()
+    settle_instances()
