@@ -12,7 +12,7 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import associated_keys, copies, cost, fsr, images, instances, kms, stepfunctions, volumes
+    from . import associated_keys, copies, cost, fsr, images, instances, kms, launch_templates, stepfunctions, volumes
 
     cost.apply()
     kms.apply()
@@ -22,6 +22,7 @@ def apply_all() -> None:
     fsr.apply()
     associated_keys.apply()
     instances.apply()
+    launch_templates.apply()  # after instances: it wraps RunInstances again
     stepfunctions.apply()
     _applied = True
 
