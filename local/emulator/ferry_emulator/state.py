@@ -86,6 +86,7 @@ STATS: dict[str, Any] = {
     "hiddenDescribes": 0,
     "impairedInstances": 0,
     "rekeyedLaunches": 0,
+    "rejectedImageParameters": 0,
 }
 # Region -> snapshot copies in flight now (kept by patches/copies.py).
 IN_FLIGHT: dict[str, int] = {}
@@ -258,6 +259,12 @@ def take_launch_volume_key(region: str) -> tuple[str, str | None] | None:
         return rekey["kmsKeyId"], rekey["deviceName"]
 
 
+def count_rejected_image_parameter() -> None:
+    """An ``aws:ec2:image`` PutParameter whose value failed validation (patches/ssm.py)."""
+    with LOCK:
+        STATS["rejectedImageParameters"] += 1
+
+
 def _endpoint_config(value: Any) -> str | None:
     """``"http://HOST:PORT"`` or None (the emulator itself)."""
     if value is None:
@@ -414,6 +421,7 @@ def stats() -> dict[str, Any]:
             "hiddenDescribes": STATS["hiddenDescribes"],
             "impairedInstances": STATS["impairedInstances"],
             "rekeyedLaunches": STATS["rekeyedLaunches"],
+            "rejectedImageParameters": STATS["rejectedImageParameters"],
         }
 
 

@@ -12,7 +12,7 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import associated_keys, copies, cost, fsr, images, instances, kms, launch_templates, stepfunctions, volumes
+    from . import associated_keys, copies, cost, fsr, images, instances, kms, launch_templates, ssm, stepfunctions, volumes
 
     cost.apply()
     kms.apply()
@@ -23,6 +23,7 @@ def apply_all() -> None:
     associated_keys.apply()
     instances.apply()
     launch_templates.apply()  # after instances: it wraps RunInstances again
+    ssm.apply()
     stepfunctions.apply()
     _applied = True
 
