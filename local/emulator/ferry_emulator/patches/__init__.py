@@ -12,13 +12,14 @@ def apply_all() -> None:
     global _applied
     if _applied:
         return
-    from . import associated_keys, copies, cost, fsr, images, instances, kms, launch_templates, ssm, stepfunctions, volumes
+    from . import associated_keys, copies, cost, deprecation, fsr, images, instances, kms, launch_templates, ssm, stepfunctions, volumes
 
     cost.apply()
     kms.apply()
     images.apply()
     volumes.apply()
     copies.apply()
+    deprecation.apply()
     fsr.apply()
     associated_keys.apply()
     instances.apply()
