@@ -3,50 +3,51 @@
 
 use std::process::ExitCode;
 
-use ferry_core::audit::{Flag, ReplicaAudit};
+use ferry_core::audit::{AuditedSnapshot, Flag, Note, ReplicaAudit};
 use ferry_core::{Config, Deps};
 
-use crate::report;
-use crate::AwsArgs;
+use crate::report::{self, Output};
+use crate::Global;
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-}
+pub const EXAMPLES: &str = "Examples:
+  ferry audit --regions us-west-2,eu-west-1
+  ferry audit --regions us-west-2 --output csv > replicas.csv
+  ferry audit --regions us-west-2 --output json | jq '.[] | select(.flags != [])'";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Destination Regions to audit, comma-separated (spaces allowed, repeats ignored).
-    #[arg(long, value_delimiter = ',', required = true, value_parser = crate::report::region)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = report::region)]
     regions: Vec<String>,
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    /// The same as --output.
+    #[arg(long, value_enum, hide = true)]
+    format: Option<Output>,
 }
 
-pub async fn run(aws: &AwsArgs, config: Config, mut args: Args) -> ExitCode {
-    args.regions = crate::report::each_once(args.regions);
-    let sdk = aws.sdk_config(&config).await;
+pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
+    let regions = report::each_once(args.regions);
+    let sdk = match global
+        .aws
+        .connect(&config, regions.first().map(String::as_str))
+        .await
+    {
+        Ok(sdk) => sdk,
+        Err(unusable) => return unusable.report(),
+    };
     let deps = Deps::from_sdk(&sdk, config);
-    let replicas = match ferry_core::audit::audit(&deps, &args.regions).await {
+    let replicas = match ferry_core::audit::audit(&deps, &regions).await {
         Ok(replicas) => replicas,
         Err(error) => return report::error("audit", &error),
     };
-    match args.format {
-        Format::Table => print_table(&replicas),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&replicas).unwrap_or_default()
-        ),
-        Format::Csv => print_csv(&replicas),
-    }
+    print(&replicas, args.format.unwrap_or(global.output));
     let flagged = replicas.iter().filter(|r| !r.flags.is_empty()).count();
-    eprintln!(
-        "{} replicas audited in {}; {flagged} flagged",
-        replicas.len(),
-        args.regions.join(", ")
-    );
+    if !global.quiet {
+        eprintln!(
+            "{} replicas audited in {}; {flagged} flagged",
+            replicas.len(),
+            regions.join(", ")
+        );
+    }
     if flagged > 0 {
         ExitCode::from(report::FLAGGED)
     } else {
@@ -54,8 +55,20 @@ pub async fn run(aws: &AwsArgs, config: Config, mut args: Args) -> ExitCode {
     }
 }
 
+/// The replicas on stdout in `output`'s form.
+pub fn print(replicas: &[ReplicaAudit], output: Output) {
+    match output {
+        Output::Table => print_table(replicas),
+        Output::Json => report::print_json(&replicas),
+        Output::Csv => print_csv(replicas),
+    }
+}
+
 fn flag_text(flag: &Flag) -> String {
     match flag {
+        Flag::KeyNotEnabled { key_arn, state } => {
+            format!("KEY NOT ENABLED: {key_arn} is {state}")
+        }
         Flag::WrongKey {
             snapshot_id,
             recorded,
@@ -86,8 +99,57 @@ fn flag_text(flag: &Flag) -> String {
     }
 }
 
+fn note_text(note: &Note) -> String {
+    match note {
+        Note::UnencryptedSource {
+            snapshot_id,
+            source_snapshot_id,
+        } => format!("note: {snapshot_id}'s source {source_snapshot_id} was unencrypted"),
+    }
+}
+
 fn or_dash(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("-")
+}
+
+/// A replica's flags and notes in one cell: `ok` when nothing is flagged.
+fn verdict(flags: &[&Flag], notes: &[&Note]) -> String {
+    let mut parts: Vec<String> = flags.iter().map(|f| flag_text(f)).collect();
+    if parts.is_empty() {
+        parts.push("ok".into());
+    }
+    parts.extend(notes.iter().map(|n| note_text(n)));
+    parts.join("; ")
+}
+
+/// A snapshot's key as the table shows it: the alias only beside the key it names (the
+/// recorded one); a snapshot under another key says what was recorded.
+fn key_text(replica: &ReplicaAudit, snapshot: &AuditedSnapshot) -> String {
+    let actual = snapshot.key_arn.as_deref().unwrap_or("NONE");
+    if snapshot.key_arn == replica.key_arn {
+        match &replica.key_alias {
+            Some(alias) => format!("{actual} ({alias})"),
+            None => actual.to_string(),
+        }
+    } else {
+        format!(
+            "{actual} (recorded {})",
+            replica
+                .key_alias
+                .as_deref()
+                .or(replica.key_arn.as_deref())
+                .unwrap_or("nothing")
+        )
+    }
+}
+
+fn fsr_text(snapshot: &AuditedSnapshot, separator: &str) -> String {
+    snapshot
+        .fsr
+        .iter()
+        .map(|z| format!("{}:{}", z.availability_zone, z.state))
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 pub fn print_table(replicas: &[ReplicaAudit]) {
@@ -96,7 +158,6 @@ pub fn print_table(replicas: &[ReplicaAudit]) {
         "SOURCE", "DESTINATION", "STATE", "VERIFIED"
     );
     for replica in replicas {
-        let flags: Vec<String> = replica.flags.iter().map(flag_text).collect();
         println!(
             "{:<36} {:<36} {:<10} {:<22} {}",
             format!(
@@ -107,78 +168,63 @@ pub fn print_table(replicas: &[ReplicaAudit]) {
             format!("{}/{}", replica.destination_region, replica.destination_id),
             replica.state,
             or_dash(&replica.verified_at),
-            if flags.is_empty() {
-                "ok".to_string()
-            } else {
-                flags.join("; ")
-            }
+            verdict(
+                &replica.flags.iter().collect::<Vec<_>>(),
+                &replica.notes.iter().collect::<Vec<_>>()
+            )
         );
         for snapshot in &replica.snapshots {
-            let fsr: Vec<String> = snapshot
-                .fsr
-                .iter()
-                .map(|(zone, state)| format!("{zone}:{state}"))
-                .collect();
+            let fsr = fsr_text(snapshot, ",");
             println!(
-                "    {} ← {}  key {}{}  fsr {}",
+                "    {} ← {}  key {}  fsr {}",
                 snapshot.snapshot_id,
                 or_dash(&snapshot.source_snapshot_id),
-                snapshot.key_arn.as_deref().unwrap_or("NONE"),
-                replica
-                    .key_alias
-                    .as_deref()
-                    .map(|a| format!(" ({a})"))
-                    .unwrap_or_default(),
-                if fsr.is_empty() {
-                    "-".into()
-                } else {
-                    fsr.join(",")
-                }
+                key_text(replica, snapshot),
+                if fsr.is_empty() { "-" } else { &fsr }
             );
         }
     }
 }
 
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
+/// One row per replica snapshot; each row carries the replica's own flags and that snapshot's,
+/// never another snapshot's.
 fn print_csv(replicas: &[ReplicaAudit]) {
     println!("source_region,source_id,destination_region,destination_id,snapshot_id,source_snapshot_id,source_key_arn,key_arn,recorded_key_arn,key_alias,encrypted,verified_at,fsr,flags");
     for replica in replicas {
-        let flags: Vec<String> = replica.flags.iter().map(flag_text).collect();
         for snapshot in &replica.snapshots {
-            let fsr: Vec<String> = snapshot
-                .fsr
+            let mine = |id: Option<&str>| id.is_none_or(|id| id == snapshot.snapshot_id);
+            let flags: Vec<&Flag> = replica
+                .flags
                 .iter()
-                .map(|(zone, state)| format!("{zone}:{state}"))
+                .filter(|f| mine(f.snapshot_id()))
                 .collect();
-            let row = [
-                or_dash(&replica.source_region).to_string(),
-                or_dash(&replica.source_id).to_string(),
-                replica.destination_region.clone(),
-                replica.destination_id.clone(),
-                snapshot.snapshot_id.clone(),
-                or_dash(&snapshot.source_snapshot_id).to_string(),
-                or_dash(&snapshot.source_key_arn).to_string(),
-                or_dash(&snapshot.key_arn).to_string(),
-                or_dash(&replica.key_arn).to_string(),
-                or_dash(&replica.key_alias).to_string(),
-                snapshot.encrypted.to_string(),
-                or_dash(&replica.verified_at).to_string(),
-                fsr.join(" "),
-                flags.join("; "),
-            ];
+            let notes: Vec<&Note> = replica
+                .notes
+                .iter()
+                .filter(|n| match n {
+                    Note::UnencryptedSource { snapshot_id, .. } => {
+                        *snapshot_id == snapshot.snapshot_id
+                    }
+                })
+                .collect();
             println!(
                 "{}",
-                row.iter()
-                    .map(|f| csv_field(f))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                report::csv_row(&[
+                    or_dash(&replica.source_region),
+                    or_dash(&replica.source_id),
+                    &replica.destination_region,
+                    &replica.destination_id,
+                    &snapshot.snapshot_id,
+                    or_dash(&snapshot.source_snapshot_id),
+                    or_dash(&snapshot.source_key_arn),
+                    or_dash(&snapshot.key_arn),
+                    or_dash(&replica.key_arn),
+                    or_dash(&replica.key_alias),
+                    &snapshot.encrypted.to_string(),
+                    or_dash(&replica.verified_at),
+                    &fsr_text(snapshot, " "),
+                    &verdict(&flags, &notes),
+                ])
             );
         }
     }

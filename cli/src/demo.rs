@@ -9,9 +9,26 @@ use std::sync::Arc;
 
 use ferry_core::rules::polling::PollBounds;
 use ferry_core::Config;
+use ferry_local::local_aws::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use ferry_local::{tag_value, LocalAws, Seeder};
 
+use crate::report;
+use crate::Global;
+
 const SOURCE: &str = "us-east-1";
+
+pub const EXAMPLES: &str = "Examples:
+  ferry demo                 # start a local AWS, seed it, replicate, print what was proved
+  ferry demo --keep          # ...and leave it running, seeded, with the environment to export
+  ferry demo --endpoint-url http://127.0.0.1:41234   # the same on a local AWS already running";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Leave the local AWS running after the demo (until Ctrl-C), and print the environment that
+    /// points `ferry` and the AWS CLI at it.
+    #[arg(long)]
+    keep: bool,
+}
 
 #[derive(clap::Parser)]
 struct Replicate {
@@ -19,9 +36,22 @@ struct Replicate {
     args: crate::replicate::Args,
 }
 
-pub async fn run() -> ExitCode {
-    // Copies take 6 s of real time here; check-copy is polled every 1-2 s.
-    let aws = LocalAws::start(6.0);
+pub async fn run(global: &Global, args: Args) -> ExitCode {
+    // Copies take 6 s of real time on a local AWS the demo starts; check-copy is polled every
+    // 1-2 s. `--endpoint-url` runs it on a local AWS already running (ferry's own: the demo
+    // moves its clock and reads its events).
+    let aws = match &global.aws.endpoint_url {
+        Some(endpoint) => match LocalAws::attach(endpoint) {
+            Ok(aws) => aws,
+            Err(why) => return report::failure(
+                "Unreachable",
+                &why,
+                "start one with `ferry demo --keep`, or drop --endpoint-url (and AWS_ENDPOINT_URL)",
+                report::UNREACHABLE,
+            ),
+        },
+        None => LocalAws::start(6.0),
+    };
     let seed = Seeder::new(&aws.sdk_config().await);
     let config = Config {
         poll: PollBounds {
@@ -77,7 +107,7 @@ pub async fn run() -> ExitCode {
         }
     };
     let outcomes = crate::replicate::in_process(deps, requests).await;
-    let code = crate::replicate::summarize(&outcomes, false);
+    let code = crate::replicate::summarize(&outcomes, report::Output::Table);
     aws.advance(3600.0);
 
     println!("\nread back from EC2, independently of ferry's own evidence:");
@@ -158,5 +188,20 @@ pub async fn run() -> ExitCode {
         "  evidence events published to EventBridge: {}",
         events.join(", ")
     );
+    if args.keep {
+        keep_running(&aws, &image);
+    }
     code
+}
+
+/// `--keep`: the environment that reaches this local AWS, then wait for Ctrl-C.
+fn keep_running(aws: &LocalAws, image: &str) -> ! {
+    println!(
+        "\nthe local AWS keeps running at {endpoint}, seeded, until Ctrl-C. In another terminal:\n\n  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={SOURCE} AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={TEST_SECRET_ACCESS_KEY} AWS_EC2_METADATA_DISABLED=true\n  ferry audit --regions us-west-2,eu-west-1\n  ferry replicate --source-region {SOURCE} --image {image} --to us-west-2=alias/prod-ebs-usw2 --dry-run\n  ferry demo --endpoint-url {endpoint}",
+        endpoint = aws.endpoint
+    );
+    report::on_interrupt(|| "stopped the local AWS".into());
+    loop {
+        std::thread::park();
+    }
 }

@@ -2,75 +2,55 @@
 
 use std::process::ExitCode;
 
+use aws_smithy_types::date_time::Format;
 use ferry_core::{Config, Deps};
+use serde_json::{json, Value};
 
-use crate::report;
-use crate::AwsArgs;
+use crate::report::{self, Output};
+use crate::Global;
+
+pub const EXAMPLES: &str = "Examples:
+  ferry status arn:aws:states:us-east-1:111122223333:execution:ferry-run:dr-2026-12-01
+  ferry status fr-5065d5f490ada3c5edbc --regions us-west-2,eu-west-1 --output json";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A Step Functions execution ARN, or a replication id (fr-…).
     target: String,
-    /// For a replication id: the destination Regions to look in.
-    #[arg(long, value_delimiter = ',')]
+    /// For a replication id: the destination Regions to look in, comma-separated (default:
+    /// --region).
+    #[arg(long, value_delimiter = ',', value_parser = report::region)]
     regions: Vec<String>,
 }
 
-pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
-    let sdk = aws.sdk_config(&config).await;
+fn rfc3339(date: Option<&aws_smithy_types::DateTime>) -> Value {
+    date.and_then(|d| d.fmt(Format::DateTime).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
     if args.target.starts_with("arn:") {
-        let region = args
-            .target
-            .split(':')
-            .nth(3)
-            .unwrap_or_default()
-            .to_string();
-        let client = aws_sdk_sfn::Client::from_conf(
-            aws_sdk_sfn::config::Builder::from(&sdk)
-                .region(aws_config::Region::new(region))
-                .build(),
-        );
-        return match client
-            .describe_execution()
-            .execution_arn(&args.target)
-            .send()
-            .await
-        {
-            Ok(execution) => {
-                println!("{}: {}", args.target, execution.status().as_str());
-                println!(
-                    "  started {:?}, stopped {:?}",
-                    execution.start_date(),
-                    execution.stop_date()
-                );
-                if execution.status() == &aws_sdk_sfn::types::ExecutionStatus::Running {
-                    println!("  now in: {}", current_state(&client, &args.target).await);
-                }
-                if let Some(summary) = run_summary(&client, &args.target).await {
-                    print_run(&sdk, &summary).await;
-                }
-                if let Some(error) = execution.error() {
-                    println!(
-                        "  failed with {error}: {}",
-                        execution.cause().unwrap_or("no cause given")
-                    );
-                    return ExitCode::from(report::FAILED);
-                }
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!(
-                    "error[AwsError]: DescribeExecution: {}",
-                    aws_sdk_sfn::error::DisplayErrorContext(&error)
-                );
-                ExitCode::from(4)
-            }
-        };
+        return execution(global, config, &args.target).await;
     }
     let regions = if args.regions.is_empty() {
-        aws.region.clone().into_iter().collect()
+        global.aws.region.clone().into_iter().collect()
     } else {
-        args.regions
+        report::each_once(args.regions)
+    };
+    if regions.is_empty() {
+        return report::usage(
+            "--regions",
+            "name the destination Regions to look for the replication in",
+            "status",
+        );
+    }
+    let sdk = match global
+        .aws
+        .connect(&config, regions.first().map(String::as_str))
+        .await
+    {
+        Ok(sdk) => sdk,
+        Err(unusable) => return unusable.report(),
     };
     let deps = Deps::from_sdk(&sdk, config);
     match ferry_core::audit::audit(&deps, &regions).await {
@@ -80,10 +60,14 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
                 .filter(|r| r.replication_id.as_deref() == Some(args.target.as_str()))
                 .collect();
             if found.is_empty() {
-                eprintln!("no replica of {} in {}: not started, cleaned up after a failure, or in another Region (--regions)", args.target, regions.join(", "));
-                return ExitCode::from(report::FAILED);
+                return report::failure(
+                    "ReplicationNotFound",
+                    &format!("no replica of {} in {}", args.target, regions.join(", ")),
+                    "not started, cleaned up after a failure, or in another Region (--regions)",
+                    report::FAILED,
+                );
             }
-            crate::audit::print_table(&found);
+            crate::audit::print(&found, global.output);
             if found.iter().any(|r| !r.flags.is_empty()) {
                 ExitCode::from(report::FLAGGED)
             } else {
@@ -91,6 +75,86 @@ pub async fn run(aws: &AwsArgs, config: Config, args: Args) -> ExitCode {
             }
         }
         Err(error) => report::error("status", &error),
+    }
+}
+
+/// An execution: its status, dates (RFC 3339), where it is, why it failed; for a run, its
+/// counts and every replication that did not succeed.
+async fn execution(global: &Global, config: Config, arn: &str) -> ExitCode {
+    let region = arn.split(':').nth(3).unwrap_or_default().to_string();
+    let sdk = match global.aws.connect(&config, Some(&region)).await {
+        Ok(sdk) => sdk,
+        Err(unusable) => return unusable.report(),
+    };
+    let client = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::config::Builder::from(&sdk)
+            .region(aws_config::Region::new(region))
+            .build(),
+    );
+    let execution = match client.describe_execution().execution_arn(arn).send().await {
+        Ok(execution) => execution,
+        Err(error) => return report::sdk_failure("DescribeExecution", &error),
+    };
+    let running = execution.status() == &aws_sdk_sfn::types::ExecutionStatus::Running;
+    let now_in = if running {
+        Some(current_state(&client, arn).await)
+    } else {
+        None
+    };
+    let summary = run_summary(&client, arn).await;
+    let record = json!({
+        "executionArn": arn,
+        "status": execution.status().as_str(),
+        "startedAt": rfc3339(Some(execution.start_date())),
+        "stoppedAt": rfc3339(execution.stop_date()),
+        "currentState": now_in,
+        "error": execution.error(),
+        "cause": execution.cause(),
+        "run": summary.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()),
+    });
+    match global.output {
+        Output::Json => report::print_json(&record),
+        Output::Csv => {
+            println!("execution_arn,status,started_at,stopped_at,current_state,error,cause");
+            let text = report::field_text;
+            println!(
+                "{}",
+                report::csv_row(&[
+                    arn.to_string(),
+                    text(&record["status"]),
+                    text(&record["startedAt"]),
+                    text(&record["stoppedAt"]),
+                    text(&record["currentState"]),
+                    text(&record["error"]),
+                    text(&record["cause"]),
+                ])
+            );
+        }
+        Output::Table => {
+            println!("{arn}: {}", execution.status().as_str());
+            println!(
+                "  started {}, stopped {}",
+                record["startedAt"].as_str().unwrap_or("-"),
+                record["stoppedAt"].as_str().unwrap_or("-")
+            );
+            if let Some(state) = &now_in {
+                println!("  now in: {state}");
+            }
+            if let Some(summary) = &summary {
+                print_run(&sdk, summary).await;
+            }
+            if let Some(error) = execution.error() {
+                println!(
+                    "  failed with {error}: {}",
+                    execution.cause().unwrap_or("no cause given")
+                );
+            }
+        }
+    }
+    if execution.error().is_some() {
+        ExitCode::from(report::FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -13,18 +13,51 @@ const SOURCE: &str = "us-east-1";
 const DESTINATION: &str = "us-west-2";
 
 fn ferry(aws: &LocalAws, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
+    ferry_with(aws, args, &[])
+}
+
+/// `ferry` against the local AWS with `env` changed (`None` removes a variable). Nothing from
+/// this machine's own AWS configuration leaks in.
+fn ferry_with(aws: &LocalAws, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
         .arg("--endpoint-url")
         .arg(&aws.endpoint)
         .args(args)
         .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
         .env("AWS_REGION", SOURCE)
+        .env("AWS_CONFIG_FILE", "/nonexistent/ferry-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/ferry-test-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("RUST_LOG")
         .env("FERRY_POLL_MIN_SECONDS", "1")
-        .env("FERRY_POLL_MAX_SECONDS", "1")
-        .output()
-        .expect("ferry runs")
+        .env("FERRY_POLL_MAX_SECONDS", "1");
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command.output().expect("ferry runs")
+}
+
+/// Besides progress lines (`[region] …`), stderr is `error[name]: …` and one `hint:` line,
+/// nothing else (no warnings, no SDK debug dump).
+fn one_named_error(output: &Output, name: &str) {
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with('[')).collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with(&format!("error[{name}]: "))
+            && lines[1].starts_with("  hint: "),
+        "one named error and its hint: {stderr}"
+    );
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -81,6 +114,379 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
         "{}",
         text(&status.stdout)
     );
+    let status = ferry(
+        &aws,
+        &[
+            "status",
+            &replication_id,
+            "--regions",
+            DESTINATION,
+            "--output",
+            "json",
+        ],
+    );
+    let replicas: Value =
+        serde_json::from_str(&text(&status.stdout)).expect("status --output json");
+    assert_eq!(replicas[0]["replicationId"], replication_id.as_str());
+
+    // The same command again: the replica is reused, and said to be.
+    let rerun = ferry(
+        &aws,
+        &[
+            "-q",
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--fsr-az",
+            "us-west-2a",
+        ],
+    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun.stderr));
+    assert!(
+        text(&rerun.stdout).contains(&format!(
+            "reused copy {}",
+            documents[0]["replicaId"].as_str().unwrap()
+        )),
+        "{}",
+        text(&rerun.stdout)
+    );
+    assert!(
+        text(&rerun.stderr).is_empty(),
+        "-q: no progress lines: {}",
+        text(&rerun.stderr)
+    );
+}
+
+#[tokio::test]
+async fn with_no_region_configured_the_evidence_goes_to_the_source_region() {
+    let (aws, _seed, image, _) = seeded().await;
+    let run = ferry_with(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+        ],
+        &[("AWS_REGION", None)],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let published: Vec<Value> = aws
+        .events()
+        .into_iter()
+        .filter(|e| e["detailType"] == "Replication Succeeded")
+        .collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0]["region"], SOURCE);
+}
+
+#[tokio::test]
+async fn aws_that_cannot_be_used_is_exit_4_in_one_line_before_anything_is_copied() {
+    let (aws, _seed, image, _) = seeded().await;
+    let replicate = [
+        "replicate",
+        "--source-region",
+        SOURCE,
+        "--image",
+        &image,
+        "--to",
+        "us-west-2=alias/dr",
+    ];
+    let no_credentials = ferry_with(
+        &aws,
+        &replicate,
+        &[("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)],
+    );
+    assert_eq!(no_credentials.status.code(), Some(4));
+    one_named_error(&no_credentials, "NoCredentials");
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--endpoint-url", "http://127.0.0.1:9"])
+        .args(replicate)
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
+        .env("AWS_REGION", SOURCE)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(4));
+    one_named_error(&unreachable, "Unreachable");
+    assert!(text(&unreachable.stderr).contains("Connection refused"));
+    assert_eq!(aws.count_calls("CopyImage"), 0);
+    assert_eq!(
+        aws.count_calls("DescribeKey"),
+        0,
+        "checked before any step ran"
+    );
+
+    let unknown = ferry(
+        &aws,
+        &[
+            "status",
+            "arn:aws:states:us-east-1:123456789012:execution:ferry-run:no-such-run",
+        ],
+    );
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown.stderr));
+    one_named_error(&unknown, "ExecutionDoesNotExist");
+}
+
+#[tokio::test]
+async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
+    let (aws, seed, image, _) = seeded().await;
+    let with = |extra: &[&str]| {
+        let mut args = vec![
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+        ];
+        args.extend(extra);
+        ferry(&aws, &args)
+    };
+    for (extra, flag) in [
+        (&["--completion-minutes", "7"][..], "--completion-minutes"),
+        (&["--attempt", "0"][..], "--attempt"),
+        (&["--fsr-az", "eu-west-1a"][..], "--fsr-az"),
+        (
+            &["--fsr-disable-after-hours", "2"][..],
+            "--fsr-disable-after-hours",
+        ),
+    ] {
+        let run = with(extra);
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&run.stderr)
+        );
+        one_named_error(&run, "InvalidRequest");
+        assert!(
+            text(&run.stderr).contains(flag),
+            "{extra:?} names {flag}: {}",
+            text(&run.stderr)
+        );
+    }
+    assert_eq!(
+        aws.count_calls("DescribeKey"),
+        0,
+        "refused before any AWS call"
+    );
+    let help = text(
+        &Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["replicate", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        help.contains("15 to 2880 in steps of 15") && help.contains("1 or more"),
+        "the hint's --help shows the accepted values: {help}"
+    );
+
+    let key = seed.key(SOURCE).await;
+    let snapshot = seed.snapshot(SOURCE, Some(&key), 8).await;
+    let tags_on_a_snapshot = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--snapshot",
+            &snapshot,
+            "--to",
+            "us-west-2=alias/dr",
+            "--copy-source-tags",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        tags_on_a_snapshot.status.code(),
+        Some(0),
+        "{}",
+        text(&tags_on_a_snapshot.stderr)
+    );
+    assert!(
+        text(&tags_on_a_snapshot.stderr).contains("warning[CopySourceTagsIgnored]"),
+        "{}",
+        text(&tags_on_a_snapshot.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_plan_and_a_rerun_with_other_copy_options_is_refused() {
+    let aws = LocalAws::start(900.0);
+    let seed = Seeder::new(&aws.sdk_config().await);
+    let source_key = seed.key(SOURCE).await;
+    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let data = seed.snapshot(SOURCE, Some(&source_key), 100).await;
+    let image = seed
+        .image(
+            SOURCE,
+            "golden",
+            &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
+        )
+        .await;
+    let key = seed.key(DESTINATION).await;
+    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let other = seed.key("eu-west-1").await;
+    seed.alias("eu-west-1", "alias/dr-euw1", &other).await;
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--to",
+            "eu-west-1=alias/dr-euw1",
+            "--completion-minutes",
+            "15",
+            "--dry-run",
+        ];
+        args.extend(extra);
+        ferry(&aws, &args)
+    };
+    let dry = plan(&[]);
+    let stdout = text(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    for expected in [
+        &key.arn,
+        &other.arn,
+        "(alias/dr)",
+        "replication fr-",
+        "would start a copy: 108.0 GiB to transfer",
+        "$0.020/GiB (the 15-minute tier)",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+    assert_eq!(aws.count_calls("CopyImage"), 0, "a dry run copies nothing");
+
+    // A copy started with 15 minutes is in flight in us-west-2.
+    let deps = aws.deps(Config::default()).await;
+    let request = json!({"source": {"region": SOURCE, "imageId": image}, "destination": {"region": DESTINATION, "kmsKeyId": "alias/dr"}, "options": {"completionDurationMinutes": 15}});
+    let started = run_step(Step::StartCopy, &deps, &request).await.unwrap();
+    let copy = started["copy"]["destinationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let again: Value = serde_json::from_str(&text(&plan(&["--output", "json"]).stdout)).unwrap();
+    assert_eq!(again[0]["copy"], "reuse", "{again}");
+    assert_eq!(again[0]["existingCopy"]["id"], copy.as_str());
+    assert_eq!(again[0]["bytesToTransfer"], 0);
+    assert_eq!(again[1]["copy"], "start");
+
+    let changed = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--completion-minutes",
+            "30",
+        ],
+    );
+    assert_eq!(changed.status.code(), Some(2), "{}", text(&changed.stderr));
+    one_named_error(&changed, "InvalidRequest");
+    assert!(
+        text(&changed.stderr).contains("completionDurationMinutes=15")
+            && text(&changed.stderr).contains("--completion-minutes"),
+        "{}",
+        text(&changed.stderr)
+    );
+    assert_eq!(aws.count_calls("CopyImage"), 1, "no second copy");
+}
+
+#[tokio::test]
+async fn replicate_output_json_carries_a_failed_destination_with_its_name_message_and_hint() {
+    let (aws, _seed, image, _) = seeded().await;
+    let run = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--to",
+            "eu-west-1=alias/missing",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let results: Value = serde_json::from_str(&text(&run.stdout)).expect("stdout is JSON only");
+    assert_eq!(results[0]["outcome"], "verified");
+    assert_eq!(results[1]["destination"], "eu-west-1");
+    assert_eq!(results[1]["outcome"], "failed");
+    assert_eq!(results[1]["error"]["name"], "KeyNotFound");
+    assert!(results[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("alias/missing"));
+    assert!(!results[1]["error"]["hint"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn help_teaches_with_examples_the_exit_codes_the_readme_gives_and_completions() {
+    let run = |args: &[&str]| {
+        text(
+            &Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args(args)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    let help = run(&["--help"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let table = readme
+        .split("| exit code | meaning |")
+        .nth(1)
+        .expect("README has the exit-code table");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].to_string(), cells[2].to_string())
+        })
+        .collect();
+    assert!(rows.len() >= 6, "{rows:?}");
+    for (code, meaning) in &rows {
+        assert!(
+            help.contains(&format!("  {code:<4}{meaning}")),
+            "README's exit code {code} ({meaning}) is what --help says: {help}"
+        );
+    }
+    for command in ["replicate", "status", "audit", "demo"] {
+        let help = run(&[command, "--help"]);
+        assert!(
+            help.contains("Examples:") && help.contains("Global options:"),
+            "{command}: {help}"
+        );
+    }
+    assert!(run(&["replicate", "--help"]).contains("Exit codes:"));
+    assert!(run(&["completions", "bash"]).contains("_ferry()"));
 }
 
 #[tokio::test]
@@ -251,6 +657,135 @@ async fn the_audit_flags_planted_drift_and_exits_3() {
         "a header and one row per replica snapshot: {}",
         text(&csv.stdout)
     );
+}
+
+#[tokio::test]
+async fn the_audit_tells_the_truth_per_snapshot_and_flags_a_key_disabled_after_verification() {
+    let aws = LocalAws::start(2.0);
+    let seed = Seeder::new(&aws.sdk_config().await);
+    let source_key = seed.key(SOURCE).await;
+    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let data = seed.snapshot(SOURCE, None, 8).await;
+    let image = seed
+        .image(
+            SOURCE,
+            "golden",
+            &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
+        )
+        .await;
+    let key = seed.key(DESTINATION).await;
+    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let run = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let results: Value = serde_json::from_str(&text(&run.stdout)).unwrap();
+    let snapshots = results[0]["document"]["evidence"]["verification"]["snapshots"].clone();
+    let replica_of = |source: &str| {
+        snapshots
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sourceSnapshotId"] == source)
+            .unwrap()["snapshotId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (drifted, clean) = (replica_of(&root), replica_of(&data));
+
+    // The replica of the unencrypted source is marked, not flagged.
+    let table = ferry(&aws, &["audit", "--regions", DESTINATION]);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table.stdout));
+    assert!(
+        text(&table.stdout).contains(&format!("note: {clean}'s source {data} was unencrypted")),
+        "{}",
+        text(&table.stdout)
+    );
+
+    let other = seed.key(DESTINATION).await;
+    aws.tamper(&drifted, &other.arn);
+    let table = text(&ferry(&aws, &["audit", "--regions", DESTINATION]).stdout);
+    assert!(
+        table.contains(&format!("{} (recorded alias/dr)", other.arn))
+            && !table.contains(&format!("{} (alias/dr)", other.arn))
+            && table.contains(&format!("{} (alias/dr)", key.arn)),
+        "the alias stands beside the key it names: {table}"
+    );
+    let csv = text(
+        &ferry(
+            &aws,
+            &["audit", "--regions", DESTINATION, "--output", "csv"],
+        )
+        .stdout,
+    );
+    let row = |snapshot: &str| {
+        csv.lines()
+            .find(|l| l.contains(&format!(",{snapshot},")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(row(&drifted).contains("DRIFT"), "{csv}");
+    assert!(
+        !row(&clean).contains("DRIFT") && row(&clean).contains("was unencrypted"),
+        "a row carries its own snapshot's flags: {csv}"
+    );
+    let json_audit = text(
+        &ferry(
+            &aws,
+            &["audit", "--regions", DESTINATION, "--output", "json"],
+        )
+        .stdout,
+    );
+    assert!(
+        !json_audit.contains("snapshot_id") && json_audit.contains("\"snapshotId\""),
+        "camelCase throughout: {json_audit}"
+    );
+
+    aws.tamper(&drifted, &key.arn);
+    seed.disable_key(DESTINATION, &key).await;
+    let audit = ferry(
+        &aws,
+        &["audit", "--regions", DESTINATION, "--output", "json"],
+    );
+    assert_eq!(audit.status.code(), Some(3), "{}", text(&audit.stdout));
+    let replicas: Value = serde_json::from_str(&text(&audit.stdout)).unwrap();
+    assert_eq!(
+        replicas[0]["flags"],
+        json!([{"kind": "keyNotEnabled", "keyArn": key.arn, "state": "Disabled"}])
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_on_a_local_aws_already_running_when_given_its_endpoint() {
+    let aws = LocalAws::start(2.0);
+    let run = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["demo", "--endpoint-url", &aws.endpoint])
+        .output()
+        .expect("ferry demo runs");
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert_eq!(
+        aws.count_calls("CopyImage"),
+        2,
+        "the demo's two copies ran on the given local AWS"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["demo", "--endpoint-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(4));
+    one_named_error(&refused, "Unreachable");
 }
 
 #[test]

@@ -24,9 +24,10 @@ pub const TEST_SECRET_ACCESS_KEY: &str = "ferry-secret-key-that-must-never-be-lo
 pub const TEST_SESSION_TOKEN: &str = "ferry-session-token-that-must-never-be-logged";
 
 pub struct LocalAws {
-    child: Child,
+    /// The emulator this handle started (None when attached to a running one).
+    child: Option<Child>,
     // Held open: the emulator exits when its stdin closes, even if this process is killed.
-    _stdin: ChildStdin,
+    _stdin: Option<ChildStdin>,
     pub endpoint: String,
     address: String,
     /// Seconds this handle has moved the emulator's clock forward.
@@ -121,12 +122,39 @@ impl LocalAws {
             .to_string();
         let address = endpoint.trim_start_matches("http://").to_string();
         LocalAws {
-            child,
-            _stdin: stdin,
+            child: Some(child),
+            _stdin: Some(stdin),
             endpoint,
             address,
             offset_seconds: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// A handle on a local AWS already running at `endpoint` (e.g. one `ferry demo --keep`
+    /// left), on its clock; it stays running when the handle is dropped. Refused unless the
+    /// endpoint answers ferry's control endpoints.
+    pub fn attach(endpoint: &str) -> Result<LocalAws, String> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let address = endpoint
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{endpoint}: a local AWS is reached over http://HOST:PORT"))?
+            .to_string();
+        let offset = try_http_json(
+            &address,
+            "POST",
+            "/_ferry/advance",
+            Some(json!({"seconds": 0})),
+        )
+        .map_err(|e| format!("{endpoint} is not ferry's local AWS (no /_ferry/advance: {e})"))?;
+        Ok(LocalAws {
+            child: None,
+            _stdin: None,
+            endpoint,
+            address,
+            offset_seconds: Arc::new(AtomicU64::new(
+                offset["offsetSeconds"].as_f64().unwrap_or(0.0).max(0.0) as u64,
+            )),
+        })
     }
 
     /// SDK configuration pointing at this emulator, with ferry's retry settings.
@@ -315,27 +343,41 @@ fn form_encode(value: &str) -> String {
 
 /// One JSON request to a local control endpoint (`host:port`); panics unless it answers 200.
 pub fn http_json(address: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    try_http_json(address, method, path, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One JSON request to a local control endpoint (`host:port`): its answer, if 200 with JSON.
+pub fn try_http_json(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream = TcpStream::connect(address).expect("the local endpoint accepts connections");
+    let failed = |e: &dyn std::fmt::Display| format!("{method} {path}: {e}");
+    let mut stream = TcpStream::connect(address).map_err(|e| failed(&e))?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-    .expect("request sent");
+    .map_err(|e| failed(&e))?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| failed(&e))?;
     let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{method} {path}: {head}"
-    );
-    serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} {path}: {e}: {payload}"))
+    if !(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")) {
+        return Err(failed(&head.lines().next().unwrap_or("no answer")));
+    }
+    serde_json::from_str(payload).map_err(|e| failed(&format!("{e}: {payload}")))
 }
 
 impl Drop for LocalAws {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The fleet audit: every replica ferry made in some Regions, rebuilt from its lineage tags and
 //! checked against what EC2 reports now. Flags drift (a snapshot under another key, or with
-//! another key associated), unverified replicas, broken lineage, lineage tags that AWS's own
-//! record contradicts, unencrypted snapshots and FSR left on past its `ferry:fsr-disable-at`.
+//! another key associated), a destination key no longer enabled, unverified replicas, broken
+//! lineage, lineage tags that AWS's own record contradicts, unencrypted snapshots and FSR left on
+//! past its `ferry:fsr-disable-at`; and notes what is not a fault but worth knowing (a source
+//! that was unencrypted).
 
 use serde::Serialize;
 
@@ -12,8 +14,18 @@ use crate::ports::{ImageInfo, SnapshotInfo, Tag};
 use crate::rules::lineage::{self, aws_lineage_agrees, aws_recorded_source, source_label};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum Flag {
+    /// The destination key the replica is under is no longer `Enabled` (disabled, pending
+    /// deletion, gone) since it was verified: the replica cannot be restored from.
+    KeyNotEnabled {
+        key_arn: String,
+        state: String,
+    },
     /// A snapshot is under another key than the one recorded at replication.
     WrongKey {
         snapshot_id: String,
@@ -50,6 +62,42 @@ pub enum Flag {
     },
 }
 
+impl Flag {
+    /// The snapshot the flag is about, when it is about one snapshot rather than the replica.
+    pub fn snapshot_id(&self) -> Option<&str> {
+        match self {
+            Flag::WrongKey { snapshot_id, .. }
+            | Flag::AssociatedKey { snapshot_id, .. }
+            | Flag::Unencrypted { snapshot_id } => Some(snapshot_id),
+            _ => None,
+        }
+    }
+}
+
+/// Worth knowing, not a fault: notes never make the audit fail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
+pub enum Note {
+    /// The source snapshot was unencrypted: the replica is encrypted under the destination key
+    /// (verified), but the data sat unencrypted at the source.
+    UnencryptedSource {
+        snapshot_id: String,
+        source_snapshot_id: String,
+    },
+}
+
+/// The FSR state of a snapshot in one Availability Zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsrZone {
+    pub availability_zone: String,
+    pub state: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditedSnapshot {
@@ -61,7 +109,7 @@ pub struct AuditedSnapshot {
     /// KMS keys associated besides `key_arn` (none on a compliant replica).
     pub associated_key_arns: Vec<String>,
     /// FSR state per Availability Zone.
-    pub fsr: Vec<(String, String)>,
+    pub fsr: Vec<FsrZone>,
 }
 
 /// One replica, rebuilt from tags: the evidence record as `ferry audit` sees it.
@@ -82,6 +130,7 @@ pub struct ReplicaAudit {
     pub aws_source: Option<String>,
     pub snapshots: Vec<AuditedSnapshot>,
     pub flags: Vec<Flag>,
+    pub notes: Vec<Note>,
 }
 
 fn tag(tags: &[Tag], key: &str) -> Option<String> {
@@ -175,6 +224,21 @@ pub fn fsr_past_due(
     })
 }
 
+/// Replica snapshots whose source was unencrypted: tag-lineage records a source snapshot and,
+/// only for an encrypted one, its key (`ferry:source-key-arn`).
+pub fn unencrypted_sources(snapshots: &[AuditedSnapshot]) -> Vec<Note> {
+    snapshots
+        .iter()
+        .filter(|s| s.source_key_arn.is_none())
+        .filter_map(|s| {
+            Some(Note::UnencryptedSource {
+                snapshot_id: s.snapshot_id.clone(),
+                source_snapshot_id: s.source_snapshot_id.clone()?,
+            })
+        })
+        .collect()
+}
+
 /// One replica as the audit gathers it: id, state, tags, snapshots, and for an AMI, AWS's
 /// recorded source with the flag its contradiction raises.
 type Entry = (
@@ -185,10 +249,38 @@ type Entry = (
     Option<(String, Option<Flag>)>,
 );
 
+/// A replica's recorded destination key, when KMS says it is not `Enabled` now (a key KMS does
+/// not find is `NotFound`). Each key is described once per audit.
+async fn key_not_enabled(
+    deps: &Deps,
+    region: &str,
+    key_arn: &str,
+    seen: &mut std::collections::HashMap<(String, String), String>,
+) -> Result<Option<Flag>, FerryError> {
+    let slot = (region.to_string(), key_arn.to_string());
+    let state = match seen.get(&slot) {
+        Some(state) => state.clone(),
+        None => {
+            let state = match deps.keys.describe_key(region, key_arn).await {
+                Ok(key) => key.state,
+                Err(error) if error.is_not_found() => "NotFound".into(),
+                Err(error) => return Err(aws_failure("kms:DescribeKey", error)),
+            };
+            seen.insert(slot, state.clone());
+            state
+        }
+    };
+    Ok((state != "Enabled").then(|| Flag::KeyNotEnabled {
+        key_arn: key_arn.to_string(),
+        state,
+    }))
+}
+
 /// Audits every replica ferry made in `regions`.
 pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>, FerryError> {
     let ours = [Tag::new(lineage::MANAGED_BY, "ferry")];
     let mut replicas = vec![];
+    let mut key_states = std::collections::HashMap::new();
     for region in regions {
         let images = deps
             .images
@@ -269,9 +361,12 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 &source,
                 &members,
             );
+            if let Some(key) = &key_arn {
+                flags.extend(key_not_enabled(deps, region, key, &mut key_states).await?);
+            }
             flags.extend(contradiction);
             flags.extend(fsr_past_due(&members, &fsr, deps.clock.now()));
-            let snapshots = members
+            let snapshots: Vec<AuditedSnapshot> = members
                 .iter()
                 .map(|s| AuditedSnapshot {
                     snapshot_id: s.snapshot_id.clone(),
@@ -283,10 +378,14 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                     fsr: fsr
                         .iter()
                         .filter(|f| f.snapshot_id == s.snapshot_id)
-                        .map(|f| (f.availability_zone.clone(), f.state.clone()))
+                        .map(|f| FsrZone {
+                            availability_zone: f.availability_zone.clone(),
+                            state: f.state.clone(),
+                        })
                         .collect(),
                 })
                 .collect();
+            let notes = unencrypted_sources(&snapshots);
             replicas.push(ReplicaAudit {
                 replication_id: tag(&tags, lineage::REPLICATION_ID),
                 source_region,
@@ -301,6 +400,7 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 aws_source,
                 snapshots,
                 flags,
+                notes,
             });
         }
     }

@@ -114,8 +114,13 @@ pub struct CopyState {
     pub destination_id: String,
     pub status: CopyStatus,
     pub next_check_seconds: u64,
-    /// Unix seconds when start-copy issued (or found) the copy.
+    /// Unix seconds when the copy started: when start-copy issued it, or, for a copy it found
+    /// and reused, when EC2 created it.
     pub started_at: u64,
+    /// start-copy found this replication's copy already started (a rerun, a duplicate event)
+    /// and reused it instead of copying again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
     #[serde(default)]
     pub checks: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

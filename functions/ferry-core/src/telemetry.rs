@@ -43,9 +43,19 @@ pub fn init() {
         .unwrap_or_else(|_| "info".into());
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    init_with(&directives, json, std::io::stdout);
+}
+
+/// Installs the global subscriber for `directives` (capped by [`filter`]), as JSON
+/// or text, to `writer`; the CLI calls it with the level its `-q`/`-v` or `RUST_LOG` asks for.
+pub fn init_with<W>(directives: &str, json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
+        .with_writer(writer)
         .with_env_filter(filter(&directives.to_lowercase()));
     if json {
         builder.json().init();

@@ -98,12 +98,29 @@ where
         // function's own timeout would kill it.
         SdkError::TimeoutError(_) => AwsError::Throttled {
             code: "Timeout".into(),
-            message: DisplayErrorContext(&error).to_string(),
+            message: error_chain(&error),
         },
         SdkError::DispatchFailure(failure) if failure.is_timeout() => AwsError::Throttled {
             code: "Timeout".into(),
-            message: DisplayErrorContext(&error).to_string(),
+            message: error_chain(&error),
         },
-        _ => AwsError::Transport(DisplayErrorContext(&error).to_string()),
+        _ => AwsError::Transport(error_chain(&error)),
     }
+}
+
+/// An error and its causes in one line (`dispatch failure: io error: … Connection refused`),
+/// each cause once. The SDK's `DisplayErrorContext` ends with the whole error's `Debug` form
+/// (raw responses included), which is logged at DEBUG here and never put in a message.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    tracing::debug!(error = %DisplayErrorContext(error), "AWS call failed");
+    let mut parts: Vec<String> = vec![];
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let text = current.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
 }

@@ -137,6 +137,7 @@ async fn kept_elsewhere(
     };
     Ok(copy_to_keep(deps, &document.destination.region, id, kind)
         .await?
+        .map(|kept| kept.id)
         .filter(|kept| kept != destination_id))
 }
 

@@ -10,7 +10,7 @@ pub mod verify_encryption;
 use crate::deps::Deps;
 use crate::document::{Replication, SourceKind};
 use crate::error::FerryError;
-use crate::ports::AwsError;
+use crate::ports::{AwsError, Tag};
 use crate::rules::lineage::ownership_tags;
 use crate::rules::status::{self, image_copy_is_live, snapshot_copy_is_live};
 
@@ -129,6 +129,15 @@ pub(crate) fn aws_failure(operation: &str, error: AwsError) -> FerryError {
     }
 }
 
+/// A live copy of a replication, as EC2 describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptCopy {
+    pub id: String,
+    /// EC2's creation time, Unix milliseconds.
+    pub created_at_ms: Option<i64>,
+    pub tags: Vec<Tag>,
+}
+
 /// The live copy of `replication_id` in `region` that every execution keeps
 /// ([`rules::status::copy_to_keep`](crate::rules::status::copy_to_keep)), if there is one.
 pub(crate) async fn copy_to_keep(
@@ -136,9 +145,9 @@ pub(crate) async fn copy_to_keep(
     region: &str,
     replication_id: &str,
     kind: SourceKind,
-) -> Result<Option<String>, FerryError> {
+) -> Result<Option<KeptCopy>, FerryError> {
     let ownership = ownership_tags(replication_id);
-    let copies: Vec<(Option<i64>, String)> = match kind {
+    let copies: Vec<KeptCopy> = match kind {
         SourceKind::Image => deps
             .images
             .find_images_tagged(region, &ownership)
@@ -146,7 +155,11 @@ pub(crate) async fn copy_to_keep(
             .map_err(|e| aws_failure("ec2:DescribeImages", e))?
             .into_iter()
             .filter(|i| image_copy_is_live(&i.state))
-            .map(|i| (i.created_at_ms, i.image_id))
+            .map(|i| KeptCopy {
+                id: i.image_id,
+                created_at_ms: i.created_at_ms,
+                tags: i.tags,
+            })
             .collect(),
         SourceKind::Snapshot => deps
             .snapshots
@@ -155,8 +168,14 @@ pub(crate) async fn copy_to_keep(
             .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?
             .into_iter()
             .filter(|s| snapshot_copy_is_live(&s.state))
-            .map(|s| (s.created_at_ms, s.snapshot_id))
+            .map(|s| KeptCopy {
+                id: s.snapshot_id,
+                created_at_ms: s.created_at_ms,
+                tags: s.tags,
+            })
             .collect(),
     };
-    Ok(status::copy_to_keep(copies.iter().map(|(at, id)| (*at, id.as_str()))).map(str::to_string))
+    let kept = status::copy_to_keep(copies.iter().map(|c| (c.created_at_ms, c.id.as_str())))
+        .map(str::to_string);
+    Ok(kept.and_then(|id| copies.into_iter().find(|c| c.id == id)))
 }

@@ -8,14 +8,29 @@ use crate::document::{
     CopyState, CopyStatus, Replication, ResolvedKey, SourceKind, SourceSnapshot,
 };
 use crate::error::FerryError;
-use crate::handlers::{aws_failure, check_zones, copy_to_keep, describe_destination_key};
+use crate::handlers::{aws_failure, check_zones, copy_to_keep, describe_destination_key, KeptCopy};
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::{key, request, time_based};
 
-pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
-    let mut document = Replication::from_json(payload)?;
+/// What start-copy knows before it copies: the document with `replicationId`, `key` and
+/// `sourceSnapshots` filled in, each source snapshot's full size, and the live copy this
+/// replication already has (reused rather than copied again). `ferry replicate --dry-run`
+/// shows it; [`handle`] acts on it.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub document: Replication,
+    pub kind: SourceKind,
+    /// (source snapshot id, `FullSnapshotSizeInBytes` when EC2 reports it).
+    pub sizes: Vec<(String, Option<u64>)>,
+    pub existing: Option<KeptCopy>,
+}
+
+/// Every check start-copy makes before copying: the request, the key, the zones, the source, a
+/// time-based deadline's feasibility, and that a copy already started has the same options.
+/// Nothing is copied.
+pub async fn preflight(deps: &Deps, mut document: Replication) -> Result<Preflight, FerryError> {
     let kind = request::validate(&document)?;
     let key = resolve_key(deps, &document).await?;
     if let Some(fsr) = &document.options.fsr {
@@ -30,19 +45,62 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         &document.destination.region,
         &key.arn,
     );
-    let tags = identity_tags(&document, &id, &key.arn);
-    let destination_id = match kind {
-        SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
-        SourceKind::Snapshot => copy_snapshot(deps, &document, &id, &key, tags).await?,
-    };
-    info!(replication_id = %id, destination_id = %destination_id, destination_region = %document.destination.region, "copy started");
+    let existing = copy_to_keep(deps, &document.destination.region, &id, kind).await?;
+    if let Some(copy) = &existing {
+        if let Some(conflict) = lineage::options_conflict(&copy.tags, &document.options) {
+            return Err(FerryError::invalid(
+                "options",
+                format!("replication {id} already has copy {} in {}, and {conflict}: rerun with the same copy options, or let it finish and start a new attempt (attempt one higher)", copy.id, document.destination.region),
+            ));
+        }
+    }
     document.replication_id = Some(id);
     document.key = Some(key);
+    Ok(Preflight {
+        document,
+        kind,
+        sizes,
+        existing,
+    })
+}
+
+pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
+    let Preflight {
+        mut document,
+        kind,
+        existing,
+        ..
+    } = preflight(deps, Replication::from_json(payload)?).await?;
+    let (id, key) = (
+        document.replication_id.clone().unwrap_or_default(),
+        document.resolved_key()?.clone(),
+    );
+    let (destination_id, started_at, reused) = match existing {
+        // The copy every execution of this replication keeps (a retried or duplicate start).
+        Some(copy) => {
+            info!(replication_id = %id, destination_id = %copy.id, "reusing the existing copy");
+            let started_at = copy
+                .created_at_ms
+                .and_then(|ms| u64::try_from(ms / 1000).ok())
+                .unwrap_or_else(|| deps.clock.now());
+            (copy.id, started_at, true)
+        }
+        None => {
+            let tags = identity_tags(&document, &id, &key.arn);
+            let copy = match kind {
+                SourceKind::Image => copy_image(deps, &document, &id, &key, &tags).await?,
+                SourceKind::Snapshot => copy_snapshot(deps, &document, &id, &key, tags).await?,
+            };
+            info!(replication_id = %id, destination_id = %copy, destination_region = %document.destination.region, "copy started");
+            (copy, deps.clock.now(), false)
+        }
+    };
     document.copy = Some(CopyState {
         destination_id,
         status: CopyStatus::Pending,
         next_check_seconds: next_check_seconds(0, None, deps.config.poll),
-        started_at: deps.clock.now(),
+        started_at,
+        reused,
         checks: 0,
         progress: None,
         failure: None,
@@ -135,8 +193,7 @@ async fn inspect_source(
     Ok((snapshots, sizes))
 }
 
-/// Reuses the copy of this replication every execution keeps (a retried or duplicate start);
-/// otherwise copies with a ClientToken for this attempt.
+/// Copies with a ClientToken for this attempt.
 async fn copy_image(
     deps: &Deps,
     document: &Replication,
@@ -144,11 +201,6 @@ async fn copy_image(
     key: &ResolvedKey,
     tags: &[Tag],
 ) -> Result<String, FerryError> {
-    let region = &document.destination.region;
-    if let Some(copy) = copy_to_keep(deps, region, id, SourceKind::Image).await? {
-        info!(replication_id = %id, image_id = %copy, "reusing the existing copy");
-        return Ok(copy);
-    }
     let source_image_id = document.source_id();
     let request = CopyImageRequest {
         source_region: document.source.region.clone(),
@@ -174,7 +226,7 @@ async fn copy_image(
     })
 }
 
-/// CopySnapshot has no ClientToken: the copy of this replication every execution keeps is reused.
+/// CopySnapshot has no ClientToken: [`preflight`]'s lookup of the kept copy is its only guard.
 async fn copy_snapshot(
     deps: &Deps,
     document: &Replication,
@@ -183,10 +235,6 @@ async fn copy_snapshot(
     mut tags: Vec<Tag>,
 ) -> Result<String, FerryError> {
     let region = &document.destination.region;
-    if let Some(copy) = copy_to_keep(deps, region, id, SourceKind::Snapshot).await? {
-        info!(replication_id = %id, snapshot_id = %copy, "reusing the existing copy");
-        return Ok(copy);
-    }
     let source_snapshot_id = document.source_id().to_string();
     tags.push(Tag::new(lineage::SOURCE_SNAPSHOT_ID, &source_snapshot_id));
     let request = CopySnapshotRequest {

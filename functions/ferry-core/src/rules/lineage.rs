@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::document::Replication;
+use crate::document::{Options, Replication};
 use crate::ports::{ImageInfo, Tag};
 
 pub const NAMESPACE: &str = "ferry:";
@@ -21,6 +21,8 @@ pub const KEY_ALIAS: &str = "ferry:key-alias";
 pub const BATCH: &str = "ferry:batch";
 pub const VERIFIED_AT: &str = "ferry:verified-at";
 pub const EXECUTION_ID: &str = "ferry:execution-id";
+/// The options a copy was started with ([`copy_options`]), tagged at creation.
+pub const COPY_OPTIONS: &str = "ferry:copy-options";
 /// On the replica, once its evidence is published: the `ferry:verified-at` it was published for.
 /// A retried tag-lineage finds it and does not publish the same evidence again.
 pub const EVIDENCE_PUBLISHED: &str = "ferry:evidence-published";
@@ -123,8 +125,38 @@ pub fn identity_tags(document: &Replication, replication_id: &str, key_arn: &str
         Tag::new(SOURCE_ID, document.source_id()),
         Tag::new(DESTINATION_REGION, &document.destination.region),
         Tag::new(KEY_ARN, key_arn),
+        Tag::new(COPY_OPTIONS, copy_options(&document.options)),
     ]);
     tags
+}
+
+/// The options that shape a copy (AWS cannot change them once it started): the completion
+/// duration of a time-based copy and whether the AMI's own tags are copied, e.g.
+/// `completionDurationMinutes=standard copySourceTags=false`. Every duplicate of a request
+/// writes the same value, so CopyImage's ClientToken idempotency holds.
+pub fn copy_options(options: &Options) -> String {
+    format!(
+        "completionDurationMinutes={} copySourceTags={}",
+        options
+            .completion_duration_minutes
+            .map_or("standard".to_string(), |m| m.to_string()),
+        options.copy_source_tags.unwrap_or(false)
+    )
+}
+
+/// Why a found copy cannot serve a request: it was started with other copy options (its
+/// [`COPY_OPTIONS`] tag). A copy tagged before ferry recorded options serves any request.
+/// CopySnapshot has no ClientToken to refuse it (CopyImage's `IdempotentParameterMismatch`),
+/// so ferry compares the tag itself.
+pub fn options_conflict(copy_tags: &[Tag], options: &Options) -> Option<String> {
+    let recorded = copy_tags.iter().find(|t| t.key == COPY_OPTIONS)?;
+    let requested = copy_options(options);
+    (recorded.value != requested).then(|| {
+        format!(
+            "the copy was started with {}; this request asks for {requested}",
+            recorded.value
+        )
+    })
 }
 
 /// The full lineage every verified replica carries: identity, plus the alias and batch as named.

@@ -222,7 +222,7 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
     Ok(kind)
 }
 
-fn is_zone_of(zone: &str, region: &str) -> bool {
+pub fn is_zone_of(zone: &str, region: &str) -> bool {
     zone.strip_prefix(region)
         .is_some_and(|suffix| suffix.len() == 1 && suffix.chars().all(|c| c.is_ascii_lowercase()))
 }

@@ -22,6 +22,25 @@ pub const MAX_MINUTES: u64 = 2880;
 
 const MIB: u64 = 1024 * 1024;
 
+/// AWS's list price per GiB of a time-based copy at the fastest tier (15 minutes)...
+pub const FASTEST_USD_PER_GIB: f64 = 0.020;
+/// ...and from 16 hours on (EBS pricing, us-east-1; ../shared/AWS-FACTS.md). The tiers between
+/// are priced per duration band, which ferry does not hard-code.
+pub const SLOWEST_USD_PER_GIB: f64 = 0.005;
+const SLOWEST_FROM_MINUTES: u64 = 16 * 60;
+
+/// The price tier a time-based copy of `minutes` is listed at: exact at the two ends, else the
+/// range it falls in. A copy that finishes late is billed at the tier of its actual duration.
+pub fn price_tier(minutes: u64) -> String {
+    if minutes <= STEP_MINUTES {
+        format!("${FASTEST_USD_PER_GIB:.3}/GiB (the 15-minute tier)")
+    } else if minutes >= SLOWEST_FROM_MINUTES {
+        format!("${SLOWEST_USD_PER_GIB:.3}/GiB (the 16-hour-and-longer tier)")
+    } else {
+        format!("the {minutes}-minute tier, between ${SLOWEST_USD_PER_GIB:.3} and ${FASTEST_USD_PER_GIB:.3}/GiB (EBS pricing)")
+    }
+}
+
 /// The shortest completion duration AWS accepts (a multiple of 15 minutes, at least 15) in
 /// which `bytes` of snapshot data can be copied at 500 MiB/s.
 pub fn earliest_feasible_minutes(bytes: u64) -> u64 {
