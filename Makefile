@@ -1,5 +1,5 @@
 # The commands of the README, and what they build on.
-.PHONY: demo test lint setup
+.PHONY: demo test lint setup install
 
 demo: setup
 	cargo run --quiet --bin ferry -- demo
@@ -9,6 +9,9 @@ test:
 
 lint:
 	scripts/lint
+
+install:
+	cargo install --locked --path cli
 
 setup:
 	scripts/setup

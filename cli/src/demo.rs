@@ -107,7 +107,7 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
         }
     };
     let outcomes = crate::replicate::in_process(deps, requests).await;
-    let code = crate::replicate::summarize(&outcomes, report::Output::Table);
+    let code = crate::replicate::summarize(&outcomes, report::Output::Table, &Default::default());
     aws.advance(3600.0);
 
     println!("\nread back from EC2, independently of ferry's own evidence:");

@@ -2,6 +2,7 @@
 //! a state machine), or through a deployed state machine with `--state-machine ARN`; with
 //! `--dry-run`, start-copy's preflight only.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +75,11 @@ pub struct Args {
     /// tier. Runs start-copy's preflight; copies nothing.
     #[arg(long, conflicts_with = "state_machine")]
     dry_run: bool,
+    /// When the replica this replication already has fails verification (under another key,
+    /// another key associated, unencrypted, incomplete), delete it (only what ferry made for this
+    /// replication) and copy afresh with the next attempt. Says what it deleted.
+    #[arg(long, conflicts_with_all = ["state_machine", "dry_run"])]
+    replace: bool,
     /// Start (idempotently) and follow an execution of this state machine instead.
     #[arg(long, value_name = "ARN")]
     state_machine: Option<String>,
@@ -232,8 +238,74 @@ pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
     if args.dry_run {
         return dry_run(&deps, requests, output).await;
     }
-    let outcomes = in_process(deps, requests).await;
-    summarize(&outcomes, output)
+    let mut outcomes = in_process(deps.clone(), requests.clone()).await;
+    let mut replaced = HashMap::new();
+    if args.replace {
+        for (index, request) in requests.into_iter().enumerate() {
+            let Err(error) = &outcomes[index].1 else {
+                continue;
+            };
+            let Some(old) = failed_replica(error) else {
+                continue;
+            };
+            let region = request.destination.region.clone();
+            match replace(&deps, request, &old, error).await {
+                Ok((record, outcome)) => {
+                    replaced.insert(region, record);
+                    outcomes[index].1 = outcome;
+                }
+                Err(error) => outcomes[index].1 = Err(error),
+            }
+        }
+    }
+    summarize(&outcomes, output, &replaced)
+}
+
+/// The replica a verification failure names, when it is one `--replace` may replace.
+fn failed_replica(error: &FerryError) -> Option<String> {
+    match error {
+        FerryError::ReplicaWrongKey { destination_id, .. }
+        | FerryError::ReplicaNotEncrypted { destination_id, .. }
+        | FerryError::ReplicaAssociatedKey { destination_id, .. }
+        | FerryError::ReplicaIncomplete { destination_id, .. } => Some(destination_id.clone()),
+        _ => None,
+    }
+}
+
+/// `--replace`: deletes the failed replica (ferry's own for this replication only), then
+/// replicates again with the next attempt. Returns what was replaced and the new outcome.
+async fn replace(
+    deps: &Arc<Deps>,
+    request: Replication,
+    old: &str,
+    why: &FerryError,
+) -> Result<(Value, Result<Replication, FerryError>), FerryError> {
+    let region = request.destination.region.clone();
+    let Preflight { document, .. } = start_copy::preflight(deps, request.clone()).await?;
+    let removed = ferry_core::handlers::remove_copy(deps, &document, old).await?;
+    let attempt = request.options.attempt.unwrap_or(1) + 1;
+    report::warn(
+        "Replaced",
+        &format!(
+            "{region}: {old} failed verification ({}); {}; copying afresh as attempt {attempt}",
+            why.name(),
+            if removed.is_empty() {
+                "it is not tagged as this replication's, so it was left alone".to_string()
+            } else {
+                format!("deleted ferry's own {}", removed.join(", "))
+            }
+        ),
+    );
+    let mut again = request;
+    again.options.attempt = Some(attempt);
+    let outcome = in_process(deps.clone(), vec![again])
+        .await
+        .pop()
+        .map_or_else(|| Err(why.clone()), |(_, outcome)| outcome);
+    Ok((
+        json!({"replica": old, "failed": why.name(), "deleted": removed, "attempt": attempt}),
+        outcome,
+    ))
 }
 
 fn document_json(document: &Replication) -> Value {
@@ -467,6 +539,7 @@ pub async fn in_process(
 pub fn summarize(
     outcomes: &[(String, Result<Replication, FerryError>)],
     output: Output,
+    replaced: &HashMap<String, Value>,
 ) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     let mut results = vec![];
@@ -480,7 +553,11 @@ pub fn summarize(
                     _ if report::is_quiet() => {}
                     _ => eprintln!("{proof}"),
                 }
-                results.push(result_json(region, document));
+                let mut result = result_json(region, document);
+                if let Some(record) = replaced.get(region) {
+                    result["replaced"] = record.clone();
+                }
+                results.push(result);
             }
             Err(error) => {
                 code = report_error(region, error);

@@ -78,6 +78,7 @@ async fn seeded() -> (LocalAws, Seeder, String, String) {
 #[tokio::test]
 async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
     let (aws, _seed, image, key_arn) = seeded().await;
+    let seeding = aws.calls().len();
     let run = ferry(
         &aws,
         &[
@@ -106,6 +107,25 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
     let documents: Value =
         serde_json::from_str(&stdout).expect("stdout is the --json documents only");
     let replication_id = documents[0]["replicationId"].as_str().unwrap().to_string();
+
+    // README's operator policy allows every call an in-process replicate made (STS
+    // GetCallerIdentity needs no permission).
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/operator-policy.json"
+    ))
+    .unwrap();
+    for call in &aws.calls()[seeding..] {
+        let action = format!(
+            "{}:{}",
+            call["service"].as_str().unwrap(),
+            call["action"].as_str().unwrap()
+        );
+        assert!(
+            action == "sts:GetCallerIdentity" || policy.contains(&format!("\"{action}\"")),
+            "infra/operator-policy.json allows {action}"
+        );
+    }
 
     let status = ferry(&aws, &["status", &replication_id, "--regions", DESTINATION]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
@@ -764,6 +784,76 @@ async fn the_audit_tells_the_truth_per_snapshot_and_flags_a_key_disabled_after_v
     assert_eq!(
         replicas[0]["flags"],
         json!([{"kind": "keyNotEnabled", "keyArn": key.arn, "state": "Disabled"}])
+    );
+}
+
+#[tokio::test]
+async fn replace_deletes_a_drifted_replica_ferry_made_and_copies_afresh() {
+    let (aws, seed, image, key_arn) = seeded().await;
+    let replicate = |extra: &[&str]| {
+        let mut args = vec![
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--output",
+            "json",
+        ];
+        args.extend(extra);
+        ferry(&aws, &args)
+    };
+    let first: Value = serde_json::from_str(&text(&replicate(&[]).stdout)).unwrap();
+    let old = first[0]["replicaId"].as_str().unwrap().to_string();
+    let old_snapshot = first[0]["document"]["evidence"]["verification"]["snapshots"][0]
+        ["snapshotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = seed.key(DESTINATION).await;
+    aws.tamper(&old_snapshot, &other.arn);
+
+    let plain = replicate(&[]);
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
+        "a rerun reuses the drifted replica and fails closed"
+    );
+    assert!(
+        text(&plain.stderr).contains("error[ReplicaWrongKey]"),
+        "{}",
+        text(&plain.stderr)
+    );
+
+    let replaced = replicate(&["--replace"]);
+    assert_eq!(
+        replaced.status.code(),
+        Some(0),
+        "{}",
+        text(&replaced.stderr)
+    );
+    let results: Value = serde_json::from_str(&text(&replaced.stdout)).unwrap();
+    let new = results[0]["replicaId"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(results[0]["keyArn"], key_arn.as_str());
+    assert_eq!(results[0]["replaced"]["replica"], old.as_str());
+    assert_eq!(
+        results[0]["replaced"]["deleted"],
+        json!([old, old_snapshot])
+    );
+    assert!(
+        text(&replaced.stderr).contains(&format!("warning[Replaced]: us-west-2: {old} failed verification (ReplicaWrongKey); deleted ferry's own")),
+        "{}",
+        text(&replaced.stderr)
+    );
+    let audit = ferry(&aws, &["audit", "--regions", DESTINATION]);
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "only the new replica is left: {}",
+        text(&audit.stdout)
     );
 }
 

@@ -8,9 +8,7 @@ use tracing::{info, warn};
 use crate::deps::Deps;
 use crate::document::{CopyState, CopyStatus, Replication, SourceKind};
 use crate::error::FerryError;
-use crate::handlers::{aws_failure, copy_to_keep, describe_destination_key};
-use crate::ports::{ImageInfo, SnapshotInfo};
-use crate::rules::lineage::owned_by_replication;
+use crate::handlers::{aws_failure, clean_up, copy_to_keep, describe_destination_key};
 use crate::rules::polling::next_check_seconds;
 use crate::rules::status::{explain_failure, read_image, read_missing, read_snapshots};
 use crate::rules::time_based::deadline_outcome;
@@ -151,40 +149,4 @@ async fn destination_key_state(
         .await
         .inspect_err(|error| warn!(%error, "destination key could not be described to explain the failed copy"))
         .ok()
-}
-
-/// Deregisters the failed image and deletes its snapshots, each only if its own tags say this
-/// replication made it. Returns what was removed.
-async fn clean_up(
-    deps: &Deps,
-    region: &str,
-    replication_id: &str,
-    image: Option<&ImageInfo>,
-    snapshots: &[SnapshotInfo],
-) -> Result<Vec<String>, FerryError> {
-    let mut removed = vec![];
-    if let Some(image) = image {
-        if !owned_by_replication(&image.tags, replication_id) {
-            warn!(image_id = %image.image_id, "failed copy is not tagged as this replication's: left alone");
-            return Ok(removed);
-        }
-        deps.images
-            .deregister_image(region, &image.image_id)
-            .await
-            .map_err(|e| aws_failure("ec2:DeregisterImage", e))?;
-        removed.push(image.image_id.clone());
-    }
-    for snapshot in snapshots {
-        if owned_by_replication(&snapshot.tags, replication_id) {
-            deps.snapshots
-                .delete_snapshot(region, &snapshot.snapshot_id)
-                .await
-                .map_err(|e| aws_failure("ec2:DeleteSnapshot", e))?;
-            removed.push(snapshot.snapshot_id.clone());
-        } else {
-            warn!(snapshot_id = %snapshot.snapshot_id, "snapshot is not tagged as this replication's: left alone");
-        }
-    }
-    info!(replication_id, removed = removed.len(), "copy removed");
-    Ok(removed)
 }

@@ -10,8 +10,10 @@ pub mod verify_encryption;
 use crate::deps::Deps;
 use crate::document::{Replication, SourceKind};
 use crate::error::FerryError;
-use crate::ports::{AwsError, Tag};
-use crate::rules::lineage::ownership_tags;
+use tracing::{info, warn};
+
+use crate::ports::{AwsError, ImageInfo, SnapshotInfo, Tag};
+use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::status::{self, image_copy_is_live, snapshot_copy_is_live};
 
 /// The five steps of one replication, in the order the state machine runs them.
@@ -178,4 +180,77 @@ pub(crate) async fn copy_to_keep(
     let kept = status::copy_to_keep(copies.iter().map(|c| (c.created_at_ms, c.id.as_str())))
         .map(str::to_string);
     Ok(kept.and_then(|id| copies.into_iter().find(|c| c.id == id)))
+}
+
+/// Deregisters a copy's image and deletes its snapshots, each only if its own tags say this
+/// replication made it. Returns what was removed.
+pub(crate) async fn clean_up(
+    deps: &Deps,
+    region: &str,
+    replication_id: &str,
+    image: Option<&ImageInfo>,
+    snapshots: &[SnapshotInfo],
+) -> Result<Vec<String>, FerryError> {
+    let mut removed = vec![];
+    if let Some(image) = image {
+        if !owned_by_replication(&image.tags, replication_id) {
+            warn!(image_id = %image.image_id, "copy is not tagged as this replication's: left alone");
+            return Ok(removed);
+        }
+        deps.images
+            .deregister_image(region, &image.image_id)
+            .await
+            .map_err(|e| aws_failure("ec2:DeregisterImage", e))?;
+        removed.push(image.image_id.clone());
+    }
+    for snapshot in snapshots {
+        if owned_by_replication(&snapshot.tags, replication_id) {
+            deps.snapshots
+                .delete_snapshot(region, &snapshot.snapshot_id)
+                .await
+                .map_err(|e| aws_failure("ec2:DeleteSnapshot", e))?;
+            removed.push(snapshot.snapshot_id.clone());
+        } else {
+            warn!(snapshot_id = %snapshot.snapshot_id, "snapshot is not tagged as this replication's: left alone");
+        }
+    }
+    info!(replication_id, removed = removed.len(), "copy removed");
+    Ok(removed)
+}
+
+/// `ferry replicate --replace`: removes this replication's copy `destination_id` (a replica that
+/// failed verification), each part only if its own tags say this replication made it, so that a
+/// new attempt copies afresh. Returns what was removed; nothing else is touched.
+pub async fn remove_copy(
+    deps: &Deps,
+    document: &Replication,
+    destination_id: &str,
+) -> Result<Vec<String>, FerryError> {
+    let (kind, _) = document.source_ref()?;
+    let Some(replication_id) = &document.replication_id else {
+        return Ok(vec![]);
+    };
+    let region = &document.destination.region;
+    let image = match kind {
+        SourceKind::Image => deps
+            .images
+            .describe_image(region, destination_id)
+            .await
+            .map_err(|e| aws_failure("ec2:DescribeImages", e))?,
+        SourceKind::Snapshot => None,
+    };
+    let ids: Vec<String> = match &image {
+        Some(image) => image
+            .snapshots
+            .iter()
+            .map(|s| s.snapshot_id.clone())
+            .collect(),
+        None => vec![destination_id.to_string()],
+    };
+    let snapshots = deps
+        .snapshots
+        .describe_snapshots(region, &ids)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeSnapshots", e))?;
+    clean_up(deps, region, replication_id, image.as_ref(), &snapshots).await
 }
