@@ -182,6 +182,69 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
 }
 
 #[tokio::test]
+async fn ctrl_c_says_which_copies_aws_keeps_making_and_that_a_rerun_resumes() {
+    use std::io::{BufRead, BufReader};
+    let aws = LocalAws::start(600.0);
+    let seed = Seeder::new(&aws.sdk_config().await);
+    let source_key = seed.key(SOURCE).await;
+    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root)]).await;
+    let key = seed.key(DESTINATION).await;
+    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "--endpoint-url",
+            &aws.endpoint,
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+        ])
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
+        .env("AWS_REGION", SOURCE)
+        .env("FERRY_POLL_MIN_SECONDS", "1")
+        .env("FERRY_POLL_MAX_SECONDS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("copying → ami-") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ferry ended before copying"
+        );
+    }
+    let copy = line
+        .split("copying → ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        rest.contains(&format!(
+            "interrupted: AWS keeps copying {copy} in us-west-2; rerun the same command to resume"
+        )),
+        "{rest}"
+    );
+}
+
+#[tokio::test]
 async fn with_no_region_configured_the_evidence_goes_to_the_source_region() {
     let (aws, _seed, image, _) = seeded().await;
     let run = ferry_with(

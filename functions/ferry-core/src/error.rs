@@ -208,7 +208,7 @@ impl FerryError {
             ReplicaLineageMismatch { .. } => "the replica is not a copy of this source according to AWS: check the document's copy.destinationId, or rerun from start-copy",
             ReplicaIncomplete { .. } => "wait for the copy to finish, or rerun the replication",
             FsrQuotaExceeded { .. } => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
-            PublishFailed { .. } => "check the event bus name and permissions; rerun tag-lineage",
+            PublishFailed { .. } => "check the event bus name and permissions, then rerun: the verified replica is reused and only the evidence is published",
             Throttled { .. } => "AWS is throttling this account; rerun later or lower concurrency",
             AwsError { .. } => "check credentials, Region and endpoint; the message above is AWS's own",
         }
