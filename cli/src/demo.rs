@@ -197,7 +197,7 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
 /// `--keep`: the environment that reaches this local AWS, then wait for Ctrl-C.
 fn keep_running(aws: &LocalAws, image: &str) -> ! {
     println!(
-        "\nthe local AWS keeps running at {endpoint}, seeded, until Ctrl-C. In another terminal:\n\n  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={SOURCE} AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={TEST_SECRET_ACCESS_KEY} AWS_EC2_METADATA_DISABLED=true\n  ferry audit --regions us-west-2,eu-west-1\n  ferry replicate --source-region {SOURCE} --image {image} --to us-west-2=alias/prod-ebs-usw2 --dry-run\n  ferry demo --endpoint-url {endpoint}",
+        "\nthe local AWS keeps running at {endpoint}, seeded, until Ctrl-C. In another terminal:\n\n  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={SOURCE} AWS_DEFAULT_REGION={SOURCE} AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={TEST_SECRET_ACCESS_KEY} AWS_EC2_METADATA_DISABLED=true\n  ferry audit --regions us-west-2,eu-west-1\n  ferry replicate --source-region {SOURCE} --image {image} --to us-west-2=alias/prod-ebs-usw2 --dry-run\n  ferry demo --endpoint-url {endpoint}",
         endpoint = aws.endpoint
     );
     report::on_interrupt(|| "stopped the local AWS".into());

@@ -546,6 +546,9 @@ pub fn summarize(
     for (region, outcome) in outcomes {
         match outcome {
             Ok(document) => {
+                if let Some(how) = document.copy.as_ref().and_then(|c| c.made_with.as_deref()) {
+                    report::warn("CopyOptionsIgnored", &format!("{region}: the replica was already made: {how}; it is reused as it is (--replace after deleting it, or another --to, for a new copy)"));
+                }
                 let proof = proof(&document_json(document));
                 match output {
                     Output::Table => println!("{proof}"),
@@ -646,10 +649,14 @@ pub fn proof(document: &Value) -> String {
     let started = copy["startedAt"].as_u64().unwrap_or(0);
     lines.push(if copy["reused"] == true {
         format!(
-            "    reused copy {} (started {}, {})",
+            "    reused copy {} (started {}, {}){}",
             text(&copy["destinationId"]),
             ago(now(), started),
-            rfc3339(started)
+            rfc3339(started),
+            copy["madeWith"]
+                .as_str()
+                .map(|how| format!("; {how}, which a finished copy keeps"))
+                .unwrap_or_default()
         )
     } else {
         format!(

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use ferry_core::handlers::{run_step, Step};
 use ferry_core::Config;
 use ferry_local::local_aws::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-use ferry_local::{LocalAws, Seeder};
+use ferry_local::{Key, LocalAws, Seeder};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "us-east-1";
@@ -65,14 +65,47 @@ fn text(bytes: &[u8]) -> String {
 }
 
 async fn seeded() -> (LocalAws, Seeder, String, String) {
-    let aws = LocalAws::start(2.0);
+    let s = seeded_with(2.0, None).await;
+    (s.aws, s.seed, s.image, s.key.arn)
+}
+
+/// A local AWS whose copies take `copy_seconds`, with an AMI in the source Region: an encrypted
+/// 8 GiB root and, when asked, a data volume (size in GiB, encrypted or not); `alias/dr` names
+/// a key in the destination Region.
+struct Seeded {
+    aws: LocalAws,
+    seed: Seeder,
+    image: String,
+    root: String,
+    data: Option<String>,
+    key: Key,
+}
+
+async fn seeded_with(copy_seconds: f64, data: Option<(i32, bool)>) -> Seeded {
+    let aws = LocalAws::start(copy_seconds);
     let seed = Seeder::new(&aws.sdk_config().await);
     let source_key = seed.key(SOURCE).await;
     let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root)]).await;
+    let data = match data {
+        Some((size, encrypted)) => Some(
+            seed.snapshot(SOURCE, encrypted.then_some(&source_key), size)
+                .await,
+        ),
+        None => None,
+    };
+    let mut devices = vec![("/dev/xvda", root.as_str())];
+    devices.extend(data.as_deref().map(|d| ("/dev/xvdb", d)));
+    let image = seed.image(SOURCE, "golden", &devices).await;
     let key = seed.key(DESTINATION).await;
     seed.alias(DESTINATION, "alias/dr", &key).await;
-    (aws, seed, image, key.arn)
+    Seeded {
+        aws,
+        seed,
+        image,
+        root,
+        data,
+        key,
+    }
 }
 
 #[tokio::test]
@@ -184,13 +217,7 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
 #[tokio::test]
 async fn ctrl_c_says_which_copies_aws_keeps_making_and_that_a_rerun_resumes() {
     use std::io::{BufRead, BufReader};
-    let aws = LocalAws::start(600.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let source_key = seed.key(SOURCE).await;
-    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let image = seed.image(SOURCE, "golden", &[("/dev/xvda", &root)]).await;
-    let key = seed.key(DESTINATION).await;
-    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let Seeded { aws, image, .. } = seeded_with(600.0, None).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
             "--endpoint-url",
@@ -407,20 +434,13 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
 
 #[tokio::test]
 async fn a_dry_run_shows_the_plan_and_a_rerun_with_other_copy_options_is_refused() {
-    let aws = LocalAws::start(900.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let source_key = seed.key(SOURCE).await;
-    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let data = seed.snapshot(SOURCE, Some(&source_key), 100).await;
-    let image = seed
-        .image(
-            SOURCE,
-            "golden",
-            &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
-        )
-        .await;
-    let key = seed.key(DESTINATION).await;
-    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let Seeded {
+        aws,
+        seed,
+        image,
+        key,
+        ..
+    } = seeded_with(900.0, Some((100, true))).await;
     let other = seed.key("eu-west-1").await;
     seed.alias("eu-west-1", "alias/dr-euw1", &other).await;
     let plan = |extra: &[&str]| {
@@ -493,6 +513,38 @@ async fn a_dry_run_shows_the_plan_and_a_rerun_with_other_copy_options_is_refused
         text(&changed.stderr)
     );
     assert_eq!(aws.count_calls("CopyImage"), 1, "no second copy");
+
+    // Once the copy has finished, other options cannot change it: it is reused, and said so.
+    aws.advance(900.0);
+    let finished = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--completion-minutes",
+            "30",
+        ],
+    );
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    assert!(
+        text(&finished.stderr).contains("warning[CopyOptionsIgnored]")
+            && text(&finished.stdout).contains(&format!("reused copy {copy}"))
+            && text(&finished.stdout).contains("completionDurationMinutes=15"),
+        "{}\n{}",
+        text(&finished.stdout),
+        text(&finished.stderr)
+    );
+    assert_eq!(aws.count_calls("CopyImage"), 1);
 }
 
 #[tokio::test]
@@ -744,20 +796,15 @@ async fn the_audit_flags_planted_drift_and_exits_3() {
 
 #[tokio::test]
 async fn the_audit_tells_the_truth_per_snapshot_and_flags_a_key_disabled_after_verification() {
-    let aws = LocalAws::start(2.0);
-    let seed = Seeder::new(&aws.sdk_config().await);
-    let source_key = seed.key(SOURCE).await;
-    let root = seed.snapshot(SOURCE, Some(&source_key), 8).await;
-    let data = seed.snapshot(SOURCE, None, 8).await;
-    let image = seed
-        .image(
-            SOURCE,
-            "golden",
-            &[("/dev/xvda", &root), ("/dev/xvdb", &data)],
-        )
-        .await;
-    let key = seed.key(DESTINATION).await;
-    seed.alias(DESTINATION, "alias/dr", &key).await;
+    let Seeded {
+        aws,
+        seed,
+        image,
+        root,
+        data,
+        key,
+    } = seeded_with(2.0, Some((8, false))).await;
+    let data = data.unwrap();
     let run = ferry(
         &aws,
         &[

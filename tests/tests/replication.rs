@@ -545,7 +545,8 @@ async fn fsr_can_be_disabled_again() {
 }
 
 #[tokio::test]
-async fn a_rerun_with_other_copy_options_reuses_the_copy_in_flight() {
+async fn a_rerun_with_another_batch_reuses_the_copy_in_flight_and_one_with_other_copy_options_is_refused(
+) {
     let world = world().await;
     let (image, _) = two_key_image(&world).await;
     let key = world.seed.key(DESTINATION).await;
@@ -558,17 +559,27 @@ async fn a_rerun_with_other_copy_options_reuses_the_copy_in_flight() {
     .unwrap();
     let mut other_batch = image_request(&image, &key.id);
     other_batch["options"] = json!({"batch": "another-label"});
+    let again = run_step(Step::StartCopy, &world.deps, &other_batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        again["copy"]["destinationId"],
+        first["copy"]["destinationId"]
+    );
+    assert_eq!(again["copy"]["reused"], true);
+
     let mut timed = image_request(&image, &key.id);
     timed["options"] = json!({"completionDurationMinutes": 15});
-    for rerun in [other_batch, timed] {
-        let again = run_step(Step::StartCopy, &world.deps, &rerun)
-            .await
-            .unwrap();
-        assert_eq!(
-            again["copy"]["destinationId"], first["copy"]["destinationId"],
-            "{rerun}"
-        );
-    }
+    let refused = run_step(Step::StartCopy, &world.deps, &timed)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.name(), "InvalidRequest");
+    assert!(
+        refused
+            .to_string()
+            .contains("completionDurationMinutes=standard"),
+        "{refused}"
+    );
     assert_eq!(world.seed.owned_images(DESTINATION).await.len(), 1);
     assert_eq!(world.aws.count_calls("CopyImage"), 1);
 }

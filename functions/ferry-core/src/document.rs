@@ -121,6 +121,10 @@ pub struct CopyState {
     /// and reused it instead of copying again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// For a reused copy that finished before this request asked for other copy options: how it
+    /// was made instead (a finished copy keeps the options it was made with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_with: Option<String>,
     #[serde(default)]
     pub checks: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -135,6 +135,8 @@ pub(crate) fn aws_failure(operation: &str, error: AwsError) -> FerryError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptCopy {
     pub id: String,
+    /// EC2's state: `pending` while copying, then `available` (image) or `completed` (snapshot).
+    pub state: String,
     /// EC2's creation time, Unix milliseconds.
     pub created_at_ms: Option<i64>,
     pub tags: Vec<Tag>,
@@ -159,6 +161,7 @@ pub(crate) async fn copy_to_keep(
             .filter(|i| image_copy_is_live(&i.state))
             .map(|i| KeptCopy {
                 id: i.image_id,
+                state: i.state,
                 created_at_ms: i.created_at_ms,
                 tags: i.tags,
             })
@@ -172,6 +175,7 @@ pub(crate) async fn copy_to_keep(
             .filter(|s| snapshot_copy_is_live(&s.state))
             .map(|s| KeptCopy {
                 id: s.snapshot_id,
+                state: s.state,
                 created_at_ms: s.created_at_ms,
                 tags: s.tags,
             })

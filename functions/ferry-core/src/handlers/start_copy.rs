@@ -1,7 +1,7 @@
 //! start-copy: preflight (key, zones, source, a time-based deadline's feasibility), then one
 //! idempotent copy tagged at creation.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::deps::Deps;
 use crate::document::{
@@ -48,10 +48,15 @@ pub async fn preflight(deps: &Deps, mut document: Replication) -> Result<Preflig
     let existing = copy_to_keep(deps, &document.destination.region, &id, kind).await?;
     if let Some(copy) = &existing {
         if let Some(conflict) = lineage::options_conflict(&copy.tags, &document.options) {
-            return Err(FerryError::invalid(
-                "options",
-                format!("replication {id} already has copy {} in {}, and {conflict}: rerun with the same copy options, or let it finish and start a new attempt (attempt one higher)", copy.id, document.destination.region),
-            ));
+            // Options shape a copy while AWS makes it: one in flight cannot take others. A
+            // finished copy is reused as it was made, and the document says so.
+            if copy.state == "pending" {
+                return Err(FerryError::invalid(
+                    "options",
+                    format!("replication {id} has copy {} in flight in {}, and {conflict}: rerun with the same copy options, or after it finishes", copy.id, document.destination.region),
+                ));
+            }
+            warn!(replication_id = %id, copy = %copy.id, %conflict, "reusing a finished copy made with other options");
         }
     }
     document.replication_id = Some(id);
@@ -75,6 +80,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         document.replication_id.clone().unwrap_or_default(),
         document.resolved_key()?.clone(),
     );
+    let made_with = existing
+        .as_ref()
+        .and_then(|copy| lineage::options_conflict(&copy.tags, &document.options));
     let (destination_id, started_at, reused) = match existing {
         // The copy every execution of this replication keeps (a retried or duplicate start).
         Some(copy) => {
@@ -101,6 +109,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         next_check_seconds: next_check_seconds(0, None, deps.config.poll),
         started_at,
         reused,
+        made_with,
         checks: 0,
         progress: None,
         failure: None,
