@@ -17,6 +17,17 @@ use crate::Global;
 
 const SOURCE: &str = "us-east-1";
 
+/// The demo's narration: stdout for `--output table`; stderr when stdout carries JSON or CSV.
+macro_rules! say {
+    ($table:expr, $($arg:tt)*) => {
+        if $table {
+            println!($($arg)*)
+        } else {
+            eprintln!($($arg)*)
+        }
+    };
+}
+
 pub const EXAMPLES: &str = "Examples:
   ferry demo                 # start a local AWS, seed it, replicate, print what was proved
   ferry demo --keep          # ...and leave it running, seeded, with the environment to export
@@ -37,6 +48,7 @@ struct Replicate {
 }
 
 pub async fn run(global: &Global, args: Args) -> ExitCode {
+    let table = global.output == report::Output::Table;
     // Copies take 6 s of real time on a local AWS the demo starts; check-copy is polled every
     // 1-2 s. `--endpoint-url` runs it on a local AWS already running (ferry's own: the demo
     // moves its clock and reads its events).
@@ -83,9 +95,11 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
         seed.alias(region, alias, &key).await;
         keys.push(key);
     }
-    println!(
+    say!(
+        table,
         "seeded {SOURCE}/{image}: {root} under {}, {data} under {}",
-        root_key.arn, data_key.arn
+        root_key.arn,
+        data_key.arn
     );
     // The demo runs exactly the command it shows.
     let to: String = destinations
@@ -98,7 +112,7 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
     .split(' ')
     .map(str::to_string)
     .collect();
-    println!("$ ferry {}\n", command.join(" "));
+    say!(table, "$ ferry {}\n", command.join(" "));
     let requests = match Replicate::try_parse_from(&command) {
         Ok(Replicate { args }) => args.requests(),
         Err(error) => {
@@ -107,10 +121,13 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
         }
     };
     let outcomes = crate::replicate::in_process(deps, requests).await;
-    let code = crate::replicate::summarize(&outcomes, report::Output::Table, &Default::default());
+    let code = crate::replicate::summarize(&outcomes, global.output, &Default::default());
     aws.advance(3600.0);
 
-    println!("\nread back from EC2, independently of ferry's own evidence:");
+    say!(
+        table,
+        "\nread back from EC2, independently of ferry's own evidence:"
+    );
     for ((region, _), key) in destinations.iter().zip(&keys) {
         let images = seed.owned_images(region).await;
         for replica in images {
@@ -119,14 +136,16 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
                 .iter()
                 .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
                 .collect();
-            println!(
+            say!(
+                table,
                 "  {region}/{} is {}",
                 replica.image_id().unwrap_or_default(),
                 replica.state().map(|s| s.as_str()).unwrap_or("?")
             );
             for snapshot in seed.describe_snapshots(region, &ids).await {
                 let under_key = snapshot.kms_key_id() == Some(key.arn.as_str());
-                println!(
+                say!(
+                    table,
                     "    {} (from {}): Encrypted={} KmsKeyId={} {}",
                     snapshot.snapshot_id().unwrap_or_default(),
                     tag_value(snapshot.tags(), "ferry:source-snapshot-id").unwrap_or_default(),
@@ -145,7 +164,8 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
                 .filter(|t| t.key().unwrap_or_default().starts_with("ferry:"))
                 .collect();
             tags.sort_by_key(|t| t.key().unwrap_or_default().to_string());
-            println!(
+            say!(
+                table,
                 "    lineage tags: {}",
                 tags.iter()
                     .map(|t| format!(
@@ -164,7 +184,8 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
             .await
         {
             for state in fsr.fast_snapshot_restores() {
-                println!(
+                say!(
+                    table,
                     "    FSR {} in {}: {}",
                     state.snapshot_id().unwrap_or_default(),
                     state.availability_zone().unwrap_or_default(),
@@ -184,19 +205,20 @@ pub async fn run(global: &Global, args: Args) -> ExitCode {
             )
         })
         .collect();
-    println!(
+    say!(
+        table,
         "  evidence events published to EventBridge: {}",
         events.join(", ")
     );
     if args.keep {
-        keep_running(&aws, &image);
+        keep_running(&aws, &image, table);
     }
     code
 }
 
 /// `--keep`: the environment that reaches this local AWS, then wait for Ctrl-C.
-fn keep_running(aws: &LocalAws, image: &str) -> ! {
-    println!(
+fn keep_running(aws: &LocalAws, image: &str, table: bool) -> ! {
+    say!(table,
         "\nthe local AWS keeps running at {endpoint}, seeded, until Ctrl-C. In another terminal:\n\n  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={SOURCE} AWS_DEFAULT_REGION={SOURCE} AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={TEST_SECRET_ACCESS_KEY} AWS_EC2_METADATA_DISABLED=true\n  ferry audit --regions us-west-2,eu-west-1\n  ferry replicate --source-region {SOURCE} --image {image} --to us-west-2=alias/prod-ebs-usw2 --dry-run\n  ferry demo --endpoint-url {endpoint}",
         endpoint = aws.endpoint
     );

@@ -59,16 +59,16 @@ pub struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Replicate an AMI or snapshot to one or more Regions, each under its own key.
-    #[command(after_help = replicate::EXAMPLES, after_long_help = replicate::long_help())]
+    #[command(after_help = replicate::EXAMPLES, after_long_help = report::long_help(replicate::EXAMPLES))]
     Replicate(replicate::Args),
     /// Where a replication (execution ARN or replication id) stands, and why it failed.
-    #[command(after_help = status::EXAMPLES)]
+    #[command(after_help = status::EXAMPLES, after_long_help = report::long_help(status::EXAMPLES))]
     Status(status::Args),
     /// Fleet compliance report of every replica ferry made in some Regions.
-    #[command(after_help = audit::EXAMPLES)]
+    #[command(after_help = audit::EXAMPLES, after_long_help = report::long_help(audit::EXAMPLES))]
     Audit(audit::Args),
     /// Seed a local AWS and run a full replication, printing what was proved.
-    #[command(after_help = demo::EXAMPLES)]
+    #[command(after_help = demo::EXAMPLES, after_long_help = report::long_help(demo::EXAMPLES))]
     Demo(demo::Args),
     /// Print a shell completion script: `ferry completions bash > /etc/bash_completion.d/ferry`.
     Completions {

@@ -28,11 +28,6 @@ pub const EXAMPLES: &str = "Examples:
       --to us-west-2=alias/dr --completion-minutes 60 --output json
   ferry replicate … --state-machine arn:aws:states:us-east-1:111122223333:stateMachine:ferry-replication";
 
-/// `--help`'s long form: the examples and the exit codes.
-pub fn long_help() -> String {
-    format!("{EXAMPLES}\n\n{}", report::exit_codes_help())
-}
-
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["image", "snapshot"])))]
 pub struct Args {

@@ -38,6 +38,11 @@ pub fn exit_codes_help() -> String {
     format!("Exit codes:\n{}", rows.join("\n"))
 }
 
+/// A command's `--help` epilogue: its examples, then the exit codes.
+pub fn long_help(examples: &str) -> String {
+    format!("{examples}\n\n{}", exit_codes_help())
+}
+
 /// `--output`, as the AWS CLI's: what goes to stdout. Progress, warnings and errors always go
 /// to stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -616,11 +616,12 @@ fn help_teaches_with_examples_the_exit_codes_the_readme_gives_and_completions() 
     for command in ["replicate", "status", "audit", "demo"] {
         let help = run(&[command, "--help"]);
         assert!(
-            help.contains("Examples:") && help.contains("Global options:"),
+            help.contains("Examples:")
+                && help.contains("Global options:")
+                && help.contains("Exit codes:"),
             "{command}: {help}"
         );
     }
-    assert!(run(&["replicate", "--help"]).contains("Exit codes:"));
     assert!(run(&["completions", "bash"]).contains("_ferry()"));
 }
 
@@ -971,10 +972,17 @@ async fn replace_deletes_a_drifted_replica_ferry_made_and_copies_afresh() {
 async fn the_demo_runs_on_a_local_aws_already_running_when_given_its_endpoint() {
     let aws = LocalAws::start(2.0);
     let run = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["demo", "--endpoint-url", &aws.endpoint])
+        .args(["demo", "--endpoint-url", &aws.endpoint, "--output", "json"])
         .output()
         .expect("ferry demo runs");
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let results: Value = serde_json::from_str(&text(&run.stdout)).expect("stdout is the JSON only");
+    assert_eq!(results.as_array().unwrap().len(), 2);
+    assert!(results
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "verified"));
     assert_eq!(
         aws.count_calls("CopyImage"),
         2,
