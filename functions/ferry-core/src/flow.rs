@@ -53,7 +53,7 @@ impl Retry {
 /// Lambda, which an in-process step never does.)
 pub const RETRIES: [Retry; 2] = [
     Retry {
-        errors: &["Throttled", "PublishFailed"],
+        errors: &["Throttled", "PublishFailed", "ParameterNotWritten"],
         interval_seconds: 5,
         max_attempts: 6,
         backoff_rate: 2.0,

@@ -6,6 +6,7 @@ pub mod plan;
 pub mod start_copy;
 pub mod tag_lineage;
 pub mod verify_encryption;
+pub mod wire_destination;
 
 use crate::deps::Deps;
 use crate::document::{Replication, SourceKind};

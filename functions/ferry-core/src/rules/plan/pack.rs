@@ -79,6 +79,7 @@ pub fn work_lists(
                     destination: Destination {
                         region: destination.region.clone(),
                         kms_key_id: destination.kms_key_id.clone(),
+                        ..Default::default()
                     },
                     options: Options {
                         copy_source_tags: Some(policy.copy_source_tags),
