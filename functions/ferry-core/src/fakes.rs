@@ -650,10 +650,14 @@ impl LaunchTemplates for FakeLaunchTemplates {
 }
 
 /// SSM parameters in memory, per Region. `aws:ec2:image` values are validated as AWS does,
-/// after answering: a value that names no image of [`FakeEc2`] in the Region answers success
-/// with the version it would have had, and changes nothing.
+/// after answering: a value that names no image of [`FakeEc2`] in the Region (or any value,
+/// with [`FakeParameters::validation_fails`]) answers success with the version it would have
+/// had, and changes nothing.
 pub struct FakeParameters {
     pub ec2: Arc<FakeEc2>,
+    /// SSM's asynchronous validation drops every value (as when the caller lacks
+    /// `ec2:DescribeImages`).
+    pub validation_fails: std::sync::atomic::AtomicBool,
     pub parameters: Mutex<BTreeMap<(String, String), ParameterInfo>>,
     pub calls: Mutex<BTreeMap<&'static str, usize>>,
 }
@@ -662,6 +666,7 @@ impl FakeParameters {
     pub fn new(ec2: Arc<FakeEc2>) -> Self {
         FakeParameters {
             ec2,
+            validation_fails: Default::default(),
             parameters: Mutex::default(),
             calls: Mutex::default(),
         }
@@ -701,13 +706,14 @@ impl Parameters for FakeParameters {
             .unwrap()
             .entry("PutParameter")
             .or_insert(0) += 1;
-        let registered = self
-            .ec2
-            .images
-            .lock()
-            .unwrap()
-            .get(region)
-            .is_some_and(|all| all.iter().any(|i| i.image_id == image_id));
+        let registered = !self.validation_fails.load(Ordering::SeqCst)
+            && self
+                .ec2
+                .images
+                .lock()
+                .unwrap()
+                .get(region)
+                .is_some_and(|all| all.iter().any(|i| i.image_id == image_id));
         let mut parameters = self.parameters.lock().unwrap();
         let key = (region.to_string(), name.to_string());
         let version = parameters.get(&key).map_or(1, |p| p.version + 1);

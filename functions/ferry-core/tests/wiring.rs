@@ -231,9 +231,12 @@ async fn a_missing_template_is_launch_template_not_found_and_ferry_creates_none(
 #[tokio::test]
 async fn a_parameter_ssm_drops_is_parameter_not_written() {
     let world = world();
-    // SSM validates aws:ec2:image asynchronously: an image it cannot find answers success and
-    // changes nothing. Here the replica is not registered where SSM looks.
-    world.ec2.images.lock().unwrap().clear();
+    // SSM validates aws:ec2:image asynchronously: a value it rejects answers success and
+    // changes nothing.
+    world
+        .parameters
+        .validation_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut document = verified();
     document["destination"]["launchTemplates"] = json!([]);
     let error = handle(&world.deps, document).await.unwrap_err();
@@ -330,4 +333,15 @@ async fn a_rerun_with_a_new_replica_gets_a_version_of_its_own() {
     assert_eq!((web.version, web.created, web.is_default), (3, true, true));
     assert_eq!(parameter(&world).unwrap().value, new_replica);
     assert_eq!(parameter(&world).unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn a_replica_deregistered_since_verification_is_never_wired() {
+    let world = world();
+    world.ec2.images.lock().unwrap().clear();
+    let error = handle(&world.deps, verified()).await.unwrap_err();
+    assert_eq!(error.name(), "ReplicaIncomplete");
+    assert!(error.to_string().contains("not found"), "{error}");
+    assert_eq!(world.launch_templates.calls.lock().unwrap().len(), 0);
+    assert_eq!(world.parameters.calls.lock().unwrap().len(), 0);
 }

@@ -3,7 +3,7 @@
 //! `ImageId` the replica and every EBS mapping encrypted under the destination key (optionally
 //! made the default); the SSM parameter (`aws:ec2:image`) is set to the replica id.
 //!
-//! Idempotent: a retried step finds its own version (its `ImageId` is the replica and its
+//! The replica must still be `available` (else `ReplicaIncomplete`). Idempotent: a retried step finds its own version (its `ImageId` is the replica and its
 //! description names the replication), and CreateLaunchTemplateVersion's ClientToken answers
 //! the same version if a retry gets that far; the parameter is written only if it holds
 //! another value. SSM validates `aws:ec2:image` values asynchronously (a value it rejects
@@ -45,6 +45,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         kind == SourceKind::Image,
     )?;
     let replica = verified_replica(&document)?;
+    check_still_available(deps, &replica).await?;
 
     let mut evidence = WiringEvidence::default();
     for template in &destination.launch_templates {
@@ -101,6 +102,28 @@ fn verified_replica(document: &Replication) -> Result<Replica, FerryError> {
         key_arn: verification.key_arn.clone(),
         region: document.destination.region.clone(),
     })
+}
+
+/// The replica as EC2 has it now: a document verified long ago (a console rerun) never points a
+/// template or parameter at an image deregistered since. (SSM's own validation of an
+/// `aws:ec2:image` value also needs the caller's `ec2:DescribeImages`.)
+async fn check_still_available(deps: &Deps, replica: &Replica) -> Result<(), FerryError> {
+    let image = deps
+        .images
+        .describe_image(&replica.region, &replica.image_id)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+    match image {
+        Some(image) if image.state == "available" => Ok(()),
+        other => Err(FerryError::ReplicaIncomplete {
+            destination_id: replica.image_id.clone(),
+            reason: format!(
+                "{} in {} since verification: it is not wired",
+                other.map_or_else(|| "not found".to_string(), |i| i.state),
+                replica.region
+            ),
+        }),
+    }
 }
 
 async fn wire_template(
