@@ -152,6 +152,7 @@ impl Args {
                     Destination {
                         region: region.clone(),
                         kms_key_id: key.clone(),
+                        ..Default::default()
                     },
                     Options {
                         copy_source_tags: self.copy_source_tags.then_some(true),

@@ -273,6 +273,9 @@ impl Observe for Progress {
             Stage::Running(Step::StartCopy) => "preflight: key, zones, source".to_string(),
             Stage::Running(Step::CheckCopy) => return,
             Stage::Running(Step::VerifyEncryption) => "verifying encryption".to_string(),
+            Stage::Running(Step::WireDestination) => {
+                "wiring launch templates and parameter".to_string()
+            }
             Stage::Running(Step::TagLineage) => "tagging lineage, publishing evidence".to_string(),
             Stage::Running(Step::EnableFsr) => "fast snapshot restore".to_string(),
             Stage::Copying(copy) => format!(

@@ -182,6 +182,8 @@ NO_RESOURCE_LEVEL = {
     "ec2:DescribeSnapshots",
     "ec2:DescribeAvailabilityZones",
     "ec2:DescribeFastSnapshotRestores",
+    "ec2:DescribeLaunchTemplates",
+    "ec2:DescribeLaunchTemplateVersions",
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -300,6 +302,7 @@ FUNCTIONS = {
     "VerifyEncryptionFunction": ("verify-encryption", {}),
     "TagLineageFunction": ("tag-lineage", {"FERRY_EVENT_BUS": {"Ref": "EventBusName"}}),
     "EnableFsrFunction": ("enable-fsr", {}),
+    "WireDestinationFunction": ("wire-destination", {}),
 }
 
 
@@ -363,3 +366,26 @@ def test_permissions_tell_direct_calls_from_those_aws_makes_on_the_callers_behal
     assert {"kms:Decrypt", "kms:ReEncryptTo", "kms:CreateGrant", "ec2:CreateTags"} <= set(start_copy["onBehalf"])
     assert not set(start_copy["direct"]) & set(start_copy["onBehalf"])
     assert allowed["tag-lineage"] == {"direct": ["ec2:CreateTags", "ec2:DescribeImages", "ec2:DescribeSnapshots", "events:PutEvents"], "onBehalf": []}
+    assert allowed["wire-destination"] == {
+        "direct": [
+            "ec2:CreateLaunchTemplateVersion",
+            "ec2:DescribeImages",
+            "ec2:DescribeLaunchTemplateVersions",
+            "ec2:DescribeLaunchTemplates",
+            "ec2:ModifyLaunchTemplate",
+            "ssm:GetParameter",
+            "ssm:PutParameter",
+        ],
+        "onBehalf": [],
+    }
+
+
+def test_wire_destination_versions_templates_and_writes_parameters_of_this_account_only(template):
+    policy = template["Resources"]["WireDestinationFunction"]["Properties"]["Policies"][0]
+    by_action = {a: stmt for stmt in policy["Statement"] for a in as_list(stmt["Action"])}
+    for action in ("ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate"):
+        assert by_action[action]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:launch-template/*"}
+    for action in ("ssm:GetParameter", "ssm:PutParameter"):
+        assert by_action[action]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter${WiredParameterPath}"}
+    assert template["Parameters"]["WiredParameterPath"]["Default"] == "/*"
+    assert "ec2:CreateLaunchTemplate" not in by_action and "ec2:DeleteLaunchTemplate" not in by_action

@@ -5,14 +5,14 @@
 //! included), whose Lambda Task states invoke the real Lambda binaries:
 //!
 //! ```text
-//! local AWS (moto + engine) ──Invoke──▶ lambda_router.py ──▶ cargo lambda watch --only-lambda-apis ◀──poll── the 6 function binaries
+//! local AWS (moto + engine) ──Invoke──▶ lambda_router.py ──▶ cargo lambda watch --only-lambda-apis ◀──poll── the 7 function binaries
 //!     ▲  S3 · EC2 · KMS · EventBridge · Step Functions                                                              │
 //!     └───────────────────────────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! The binaries are the ones `cargo build --workspace --all-targets` makes (run once per test
 //! process; the same feature set as `cargo test --workspace --all-targets`, so nothing but the
-//! six binaries is ever rebuilt for it). `cargo lambda watch` only serves the Lambda APIs; this
+//! seven binaries is ever rebuilt for it). `cargo lambda watch` only serves the Lambda APIs; this
 //! harness starts the binaries against it, so watch never runs cargo itself.
 //!
 //! One [`LocalStepFunctions`] per test, over the test's own [`LocalAws`]: the functions read
@@ -41,21 +41,23 @@ use crate::local_aws::repo_root;
 use crate::LocalAws;
 
 /// The Lambda binaries, as SAM's `BuildProperties.Binary` names them.
-pub const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 7] = [
     "plan-replication",
     "start-copy",
     "check-copy",
     "verify-encryption",
+    "wire-destination",
     "tag-lineage",
     "enable-fsr",
 ];
 
 /// `DefinitionSubstitutions` key → binary, as in infra/template.yaml.
-const FUNCTION_ARNS: [(&str, &str); 6] = [
+const FUNCTION_ARNS: [(&str, &str); 7] = [
     ("PlanReplicationFunctionArn", "plan-replication"),
     ("StartCopyFunctionArn", "start-copy"),
     ("CheckCopyFunctionArn", "check-copy"),
     ("VerifyEncryptionFunctionArn", "verify-encryption"),
+    ("WireDestinationFunctionArn", "wire-destination"),
     ("TagLineageFunctionArn", "tag-lineage"),
     ("EnableFsrFunctionArn", "enable-fsr"),
 ];
@@ -385,7 +387,7 @@ impl AwsHandle {
 }
 
 impl LocalStepFunctions {
-    /// Starts cargo lambda watch, the six functions (configured as the template configures
+    /// Starts cargo lambda watch, the seven functions (configured as the template configures
     /// them, with `policy` as `FERRY_POLICY`) and the router, all against `aws`; creates the
     /// stack's bucket and both state machines in the local AWS, and points its engine's Lambda
     /// calls at the router.

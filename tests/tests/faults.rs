@@ -1001,17 +1001,32 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
 ) {
     let started = Instant::now();
     let destinations = json!([
-        {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 0.001}},
+        {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 0.001},
+         "launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami"},
         {"region": SYDNEY, "kmsKeyId": "alias/ferry-apse2"},
     ]);
     let world = World::start(policy(destinations, 20), 1.0).await;
+    world
+        .seed
+        .ec2(WEST)
+        .create_launch_template()
+        .launch_template_name("web")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-0aaaaaaaaaaaaaaa0")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
     world.aliased_key(WEST, "alias/ferry-usw2").await;
     world.aliased_key(SYDNEY, "alias/ferry-apse2").await;
     let source_key = world.seed.key(SOURCE).await;
     let image = source_image(&world, &source_key).await;
     let snapshot = source_snapshots(&world, &source_key, 1).await.remove(0);
     // Every path that needs a permission: an AMI and a snapshot copied, verified, tagged, FSR
-    // enabled then disabled; one copy AWS fails (removed, its key described, failure published).
+    // enabled then disabled; the AMI's replica wired (a launch-template version made default,
+    // the SSM parameter); one copy AWS fails (removed, its key described, failure published).
     world.aws.configure(json!({"failNextCopies": {"count": 1, "code": "Server.InternalError", "message": "simulated EBS failure", "region": SYDNEY}}));
     let image_run = world.sfn.run(&ami_available(&image)).await;
     report("least privilege, AMI", &image_run);
@@ -1066,7 +1081,7 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
     figure(
         "least privilege",
         &format!(
-            "{} functions made {} distinct (function, action) calls over 3 runs (AMI and snapshot, FSR enabled then disabled by the scheduled step, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
+            "{} functions made {} distinct (function, action) calls over 3 runs (AMI and snapshot, the AMI wired, FSR enabled then disabled by the scheduled step, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
             allowed.len() - 1,
             used.iter().filter(|(caller, _)| caller.as_str() != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY).map(|(_, calls)| calls.len()).sum::<usize>(),
             started.elapsed()

@@ -68,7 +68,7 @@ fn the_flow_retries_what_the_definition_retries_with_the_same_attempts_and_backo
                     .is_some_and(|r| r.starts_with("arn:aws:lambda:"))
         })
         .collect();
-    assert_eq!(tasks.len(), 5, "the five steps");
+    assert_eq!(tasks.len(), 6, "the six steps");
     let expected: Vec<Value> = RETRIES.iter().map(as_written).collect();
     for (name, state) in tasks {
         assert_eq!(ferry_retries(state), expected, "{name}");
@@ -139,6 +139,11 @@ async fn through_the_flow(world: &World, request: &Value) -> Outcome {
             Some(&verification.key_arn),
             done.key.as_ref().map(|k| &k.arn)
         );
+        assert_eq!(
+            done.evidence.wiring.is_some(),
+            done.destination.wants_wiring(),
+            "wired exactly when asked"
+        );
     }
     Outcome {
         error: outcome.err().map(|e| e.name().to_string()),
@@ -167,12 +172,31 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
     let world = World::start(policy(destinations, 20), 1.0).await;
     let key = world.aliased_key(WEST, "alias/dr").await;
     let source_key = world.seed.key(SOURCE).await;
+    world
+        .seed
+        .ec2(WEST)
+        .create_launch_template()
+        .launch_template_name("web")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-0aaaaaaaaaaaaaaa0")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
     let request = |source: Value, key: &str| json!({"source": source, "destination": {"region": WEST, "kmsKeyId": key}});
+    let wired = |source: Value, template: &str| {
+        json!({"source": source, "destination": {"region": WEST, "kmsKeyId": "alias/dr",
+               "launchTemplates": [{"name": template, "setDefault": true}], "ssmParameter": "/golden/web/ami"}})
+    };
     let mut rows = vec![];
     // Each scenario runs on sources of its own per path, so neither reuses the other's copy.
     for scenario in [
         "an encrypted AMI",
         "an encrypted snapshot",
+        "an encrypted AMI wired to a launch template and a parameter",
+        "a launch template that does not exist",
         "a destination key that does not exist",
         "a source that does not exist",
         "a copy AWS fails",
@@ -192,6 +216,10 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
                     let snapshot = world.seed.snapshot(SOURCE, Some(&source_key), 8).await;
                     request(json!({"region": SOURCE, "snapshotId": snapshot}), &key.arn)
                 }
+                "an encrypted AMI wired to a launch template and a parameter" => {
+                    wired(image().await, "web")
+                }
+                "a launch template that does not exist" => wired(image().await, "no-such-template"),
                 "a destination key that does not exist" => {
                     request(image().await, "alias/does-not-exist")
                 }
@@ -238,12 +266,28 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
     let expected = [
         "an encrypted AMI: verified",
         "an encrypted snapshot: verified",
+        "an encrypted AMI wired to a launch template and a parameter: verified",
+        "a launch template that does not exist: LaunchTemplateNotFound",
         "a destination key that does not exist: KeyNotFound",
         "a source that does not exist: SourceNotFound",
         "a copy AWS fails: CopyFailed",
         "KMS throttled past the SDK's retries: verified after retries",
     ];
     assert_eq!(rows, expected);
+    let web = world
+        .seed
+        .ec2(WEST)
+        .describe_launch_templates()
+        .launch_template_names("web")
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    let web = &web.launch_templates()[0];
+    assert_eq!(
+        (web.latest_version_number(), web.default_version_number()),
+        (Some(3), Some(3)),
+        "one version per path, each made the default"
+    );
     figure(
         "one flow",
         &format!(

@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 
-use crate::adapters::{load_sdk_config, Ec2Adapter, EventBridgeAdapter, KmsAdapter, S3Adapter};
+use crate::adapters::{
+    load_sdk_config, Ec2Adapter, EventBridgeAdapter, KmsAdapter, S3Adapter, SsmAdapter,
+};
 use crate::config::Config;
 use crate::ports::{
-    Clock, Events, FastRestore, Images, Keys, Snapshots, SystemClock, Tagging, WorkStore,
+    Clock, Events, FastRestore, Images, Keys, LaunchTemplates, Parameters, Snapshots, SystemClock,
+    Tagging, WorkStore,
 };
 
 pub struct Deps {
@@ -18,6 +21,9 @@ pub struct Deps {
     pub tagging: Arc<dyn Tagging>,
     pub fast_restore: Arc<dyn FastRestore>,
     pub events: Arc<dyn Events>,
+    /// Destination wiring: launch-template versions and SSM parameters.
+    pub launch_templates: Arc<dyn LaunchTemplates>,
+    pub parameters: Arc<dyn Parameters>,
     /// The stack's bucket: work lists and run manifests.
     pub work: Arc<dyn WorkStore>,
     pub clock: Arc<dyn Clock>,
@@ -43,7 +49,9 @@ impl Deps {
             images: ec2.clone(),
             snapshots: ec2.clone(),
             tagging: ec2.clone(),
+            launch_templates: ec2.clone(),
             fast_restore: ec2,
+            parameters: Arc::new(SsmAdapter::new(sdk)),
             events: Arc::new(events),
             work: Arc::new(S3Adapter::new(sdk)),
             clock: Arc::new(SystemClock),

@@ -42,12 +42,38 @@ pub struct Source {
     pub snapshot_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Destination {
     pub region: String,
     /// Key id, key ARN, alias name, alias ARN or multi-Region replica, in the destination Region.
     pub kms_key_id: String,
+    /// AMI replications only: launch templates in the destination Region that get a new version
+    /// pointing at the verified replica (wire-destination).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_templates: Vec<LaunchTemplateRef>,
+    /// AMI replications only: an SSM parameter (`DataType aws:ec2:image`) in the destination
+    /// Region that wire-destination sets to the verified replica's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_parameter: Option<String>,
+}
+
+impl Destination {
+    /// Whether the request asks wire-destination for anything.
+    pub fn wants_wiring(&self) -> bool {
+        !self.launch_templates.is_empty() || self.ssm_parameter.is_some()
+    }
+}
+
+/// A launch template, by name, that gets a new version for the replica; ferry never creates
+/// templates, only versions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LaunchTemplateRef {
+    pub name: String,
+    /// Make the new version the template's default version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub set_default: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -150,6 +176,9 @@ pub struct Evidence {
     pub lineage: Option<LineageEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fsr: Option<FsrEvidence>,
+    /// What wire-destination pointed at the verified replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiring: Option<WiringEvidence>,
 }
 
 impl Evidence {
@@ -158,7 +187,41 @@ impl Evidence {
             && self.verification.is_none()
             && self.lineage.is_none()
             && self.fsr.is_none()
+            && self.wiring.is_none()
     }
+}
+
+/// The launch-template versions and the SSM parameter that point at the replica.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WiringEvidence {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_templates: Vec<WiredTemplate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_parameter: Option<WiredParameter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WiredTemplate {
+    pub name: String,
+    pub template_id: String,
+    /// The version whose `ImageId` is the replica, every EBS mapping under the destination key.
+    pub version: i64,
+    /// Whether that version is the template's default version now.
+    pub is_default: bool,
+    /// False when an earlier run of this step had already created the version.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WiredParameter {
+    pub name: String,
+    /// The parameter's version holding the replica id, read back from SSM.
+    pub version: i64,
+    /// False when the parameter already held the replica id and nothing was written.
+    pub written: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -109,6 +109,20 @@ pub enum FerryError {
     },
     #[error("Fast Snapshot Restore quota is full in {region}: {reason}; disable FSR elsewhere or raise the quota")]
     FsrQuotaExceeded { region: String, reason: String },
+    /// wire-destination: a launch template the request names does not exist in the destination
+    /// Region. ferry never creates templates, only versions.
+    #[error("launch template {name:?} not found in {region}: create it there (ferry adds versions to existing templates, never creates them) or drop it from destination.launchTemplates")]
+    LaunchTemplateNotFound { name: String, region: String },
+    /// wire-destination: the SSM parameter does not hold the replica id after PutParameter.
+    /// SSM validates `aws:ec2:image` values asynchronously: a value it rejects answers success
+    /// and changes nothing, so the step reads the parameter back.
+    #[error("SSM parameter {name} in {region} does not hold {image_id} after PutParameter (it holds {found}): SSM validates aws:ec2:image values asynchronously and drops a value it rejects")]
+    ParameterNotWritten {
+        name: String,
+        region: String,
+        image_id: String,
+        found: String,
+    },
     #[error("the evidence event was not published: {reason}")]
     PublishFailed { reason: String },
     #[error("AWS throttled {operation} after the SDK's retries: {message}")]
@@ -123,7 +137,7 @@ pub enum FerryError {
 
 impl FerryError {
     /// Every error name, declared once; the ASL and the README use these verbatim.
-    pub const NAMES: [&'static str; 21] = [
+    pub const NAMES: [&'static str; 23] = [
         "InvalidRequest",
         "SourceNotFound",
         "SourceNotReady",
@@ -142,6 +156,8 @@ impl FerryError {
         "ReplicaLineageMismatch",
         "ReplicaIncomplete",
         "FsrQuotaExceeded",
+        "LaunchTemplateNotFound",
+        "ParameterNotWritten",
         "PublishFailed",
         "Throttled",
         "AwsError",
@@ -169,6 +185,8 @@ impl FerryError {
             ReplicaLineageMismatch { .. } => "ReplicaLineageMismatch",
             ReplicaIncomplete { .. } => "ReplicaIncomplete",
             FsrQuotaExceeded { .. } => "FsrQuotaExceeded",
+            LaunchTemplateNotFound { .. } => "LaunchTemplateNotFound",
+            ParameterNotWritten { .. } => "ParameterNotWritten",
             PublishFailed { .. } => "PublishFailed",
             Throttled { .. } => "Throttled",
             AwsError { .. } => "AwsError",
@@ -176,7 +194,12 @@ impl FerryError {
     }
 
     /// The names the state machine retries with backoff; every other name fails the branch.
-    pub const RETRYABLE: [&'static str; 3] = ["Throttled", "CopyQuotaExceeded", "PublishFailed"];
+    pub const RETRYABLE: [&'static str; 4] = [
+        "Throttled",
+        "CopyQuotaExceeded",
+        "PublishFailed",
+        "ParameterNotWritten",
+    ];
 
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -184,6 +207,7 @@ impl FerryError {
             FerryError::Throttled { .. }
                 | FerryError::CopyQuotaExceeded { .. }
                 | FerryError::PublishFailed { .. }
+                | FerryError::ParameterNotWritten { .. }
         )
     }
 
@@ -208,6 +232,8 @@ impl FerryError {
             ReplicaLineageMismatch { .. } => "the replica is not a copy of this source according to AWS: check the document's copy.destinationId, or rerun from start-copy",
             ReplicaIncomplete { .. } => "wait for the copy to finish, or rerun the replication",
             FsrQuotaExceeded { .. } => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
+            LaunchTemplateNotFound { .. } => "create the launch template in the destination Region, or drop it from destination.launchTemplates; then rerun",
+            ParameterNotWritten { .. } => "check that the replica is available and that ferry may ec2:DescribeImages it (SSM validates with the caller's rights); then rerun: the verified replica is reused",
             PublishFailed { .. } => "check the event bus name and permissions, then rerun: the verified replica is reused and only the evidence is published",
             Throttled { .. } => "AWS is throttling this account; rerun later or lower concurrency",
             AwsError { .. } => "check credentials, Region and endpoint; the message above is AWS's own",
@@ -335,6 +361,16 @@ mod tests {
             FsrQuotaExceeded {
                 region: s(),
                 reason: s(),
+            },
+            LaunchTemplateNotFound {
+                name: s(),
+                region: s(),
+            },
+            ParameterNotWritten {
+                name: s(),
+                region: s(),
+                image_id: s(),
+                found: s(),
             },
             PublishFailed { reason: s() },
             Throttled {

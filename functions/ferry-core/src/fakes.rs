@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::deps::Deps;
 use crate::ports::{
     AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events, FastRestore,
-    FsrChange, FsrFailure, FsrState, ImageInfo, Images, KeyInfo, Keys, SnapshotInfo, Snapshots,
-    Tag, Tagging, WorkStore,
+    FsrChange, FsrFailure, FsrState, ImageInfo, Images, KeyInfo, Keys, LaunchTemplateInfo,
+    LaunchTemplates, NewTemplateVersion, ParameterInfo, Parameters, SnapshotInfo, Snapshots, Tag,
+    Tagging, TemplateMapping, TemplateVersionInfo, WorkStore,
 };
 use crate::rules::fsr::is_active;
 
@@ -456,12 +457,288 @@ impl Clock for FixedClock {
     }
 }
 
+/// One launch template in memory: its versions, and the ClientTokens it has answered.
+#[derive(Debug, Clone, Default)]
+pub struct FakeTemplate {
+    pub info: LaunchTemplateInfo,
+    pub versions: Vec<TemplateVersionInfo>,
+    pub tokens: BTreeMap<String, (NewTemplateVersion, i64)>,
+}
+
+/// Launch templates in memory, per Region, as EC2 keeps them: a new version copies its source
+/// version and replaces what the request gives; a repeated ClientToken answers the same version
+/// (other parameters with it: `IdempotentParameterMismatch`); a missing template answers
+/// `InvalidLaunchTemplateName.NotFoundException` / `InvalidLaunchTemplateId.NotFound`.
+#[derive(Default)]
+pub struct FakeLaunchTemplates {
+    pub templates: Mutex<BTreeMap<String, Vec<FakeTemplate>>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeLaunchTemplates {
+    fn count(&self, action: &'static str) {
+        *self.calls.lock().unwrap().entry(action).or_insert(0) += 1;
+    }
+
+    /// Calls made of `action`.
+    pub fn calls_of(&self, action: &str) -> usize {
+        self.calls.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    /// A template `name` in `region` whose version 1 (the default) launches `image_id` with
+    /// `mappings`; answers its id.
+    pub fn add_template(
+        &self,
+        region: &str,
+        name: &str,
+        image_id: &str,
+        mappings: Vec<TemplateMapping>,
+    ) -> String {
+        let mut templates = self.templates.lock().unwrap();
+        let all = templates.entry(region.into()).or_default();
+        let template_id = format!("lt-{:017x}", all.len() + 1);
+        all.push(FakeTemplate {
+            info: LaunchTemplateInfo {
+                template_id: template_id.clone(),
+                name: name.into(),
+                default_version: 1,
+                latest_version: 1,
+            },
+            versions: vec![TemplateVersionInfo {
+                version: 1,
+                description: None,
+                image_id: Some(image_id.into()),
+                is_default: true,
+                block_device_mappings: mappings,
+            }],
+            tokens: BTreeMap::new(),
+        });
+        template_id
+    }
+
+    /// The template named `name` in `region`, as it is now.
+    pub fn template(&self, region: &str, name: &str) -> Option<FakeTemplate> {
+        self.templates
+            .lock()
+            .unwrap()
+            .get(region)
+            .and_then(|all| all.iter().find(|t| t.info.name == name).cloned())
+    }
+
+    fn with_template<T>(
+        &self,
+        region: &str,
+        template_id: &str,
+        f: impl FnOnce(&mut FakeTemplate) -> AwsResult<T>,
+    ) -> AwsResult<T> {
+        let mut templates = self.templates.lock().unwrap();
+        let template = templates
+            .get_mut(region)
+            .and_then(|all| all.iter_mut().find(|t| t.info.template_id == template_id))
+            .ok_or_else(|| AwsError::Service {
+                code: "InvalidLaunchTemplateId.NotFound".into(),
+                message: format!("The specified launch template, with template ID {template_id}, does not exist."),
+            })?;
+        f(template)
+    }
+}
+
+#[async_trait]
+impl LaunchTemplates for FakeLaunchTemplates {
+    async fn describe_template(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> AwsResult<Option<LaunchTemplateInfo>> {
+        self.count("DescribeLaunchTemplates");
+        Ok(self.template(region, name).map(|t| t.info))
+    }
+
+    async fn versions_with_image(
+        &self,
+        region: &str,
+        template_id: &str,
+        image_id: &str,
+    ) -> AwsResult<Vec<TemplateVersionInfo>> {
+        self.count("DescribeLaunchTemplateVersions");
+        self.with_template(region, template_id, |t| {
+            Ok(t.versions
+                .iter()
+                .filter(|v| v.image_id.as_deref() == Some(image_id))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn latest_version(
+        &self,
+        region: &str,
+        template_id: &str,
+    ) -> AwsResult<TemplateVersionInfo> {
+        self.count("DescribeLaunchTemplateVersions");
+        self.with_template(region, template_id, |t| {
+            Ok(t.versions.last().cloned().unwrap_or_default())
+        })
+    }
+
+    async fn create_version(&self, region: &str, request: &NewTemplateVersion) -> AwsResult<i64> {
+        self.count("CreateLaunchTemplateVersion");
+        self.with_template(region, &request.template_id, |t| {
+            if let Some((earlier, version)) = t.tokens.get(&request.client_token) {
+                return if earlier == request {
+                    Ok(*version)
+                } else {
+                    Err(AwsError::Service {
+                        code: "IdempotentParameterMismatch".into(),
+                        message: "the ClientToken was used with other parameters".into(),
+                    })
+                };
+            }
+            let source = match request.source_version.as_str() {
+                "$Latest" => t.versions.last().cloned(),
+                "$Default" => t.versions.iter().find(|v| v.is_default).cloned(),
+                number => t
+                    .versions
+                    .iter()
+                    .find(|v| v.version.to_string() == number)
+                    .cloned(),
+            }
+            .ok_or_else(|| AwsError::Service {
+                code: "InvalidLaunchTemplateId.VersionNotFound".into(),
+                message: format!("no version {}", request.source_version),
+            })?;
+            let version = t.info.latest_version + 1;
+            t.versions.push(TemplateVersionInfo {
+                version,
+                description: Some(request.description.clone()),
+                image_id: Some(request.image_id.clone()),
+                is_default: false,
+                block_device_mappings: if request.block_device_mappings.is_empty() {
+                    source.block_device_mappings
+                } else {
+                    request.block_device_mappings.clone()
+                },
+            });
+            t.info.latest_version = version;
+            t.tokens
+                .insert(request.client_token.clone(), (request.clone(), version));
+            Ok(version)
+        })
+    }
+
+    async fn set_default_version(
+        &self,
+        region: &str,
+        template_id: &str,
+        version: i64,
+    ) -> AwsResult<()> {
+        self.count("ModifyLaunchTemplate");
+        self.with_template(region, template_id, |t| {
+            if !t.versions.iter().any(|v| v.version == version) {
+                return Err(AwsError::Service {
+                    code: "InvalidLaunchTemplateId.VersionNotFound".into(),
+                    message: format!("no version {version}"),
+                });
+            }
+            for v in &mut t.versions {
+                v.is_default = v.version == version;
+            }
+            t.info.default_version = version;
+            Ok(())
+        })
+    }
+}
+
+/// SSM parameters in memory, per Region. `aws:ec2:image` values are validated as AWS does,
+/// after answering: a value that names no image of [`FakeEc2`] in the Region (or any value,
+/// with [`FakeParameters::validation_fails`]) answers success with the version it would have
+/// had, and changes nothing.
+pub struct FakeParameters {
+    pub ec2: Arc<FakeEc2>,
+    /// SSM's asynchronous validation drops every value (as when the caller lacks
+    /// `ec2:DescribeImages`).
+    pub validation_fails: std::sync::atomic::AtomicBool,
+    pub parameters: Mutex<BTreeMap<(String, String), ParameterInfo>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeParameters {
+    pub fn new(ec2: Arc<FakeEc2>) -> Self {
+        FakeParameters {
+            ec2,
+            validation_fails: Default::default(),
+            parameters: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+
+    /// Calls made of `action`.
+    pub fn calls_of(&self, action: &str) -> usize {
+        self.calls.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    /// The parameter as it is now.
+    pub fn parameter(&self, region: &str, name: &str) -> Option<ParameterInfo> {
+        self.parameters
+            .lock()
+            .unwrap()
+            .get(&(region.to_string(), name.to_string()))
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Parameters for FakeParameters {
+    async fn get(&self, region: &str, name: &str) -> AwsResult<Option<ParameterInfo>> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry("GetParameter")
+            .or_insert(0) += 1;
+        Ok(self.parameter(region, name))
+    }
+
+    async fn put_image_id(&self, region: &str, name: &str, image_id: &str) -> AwsResult<i64> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry("PutParameter")
+            .or_insert(0) += 1;
+        let registered = !self.validation_fails.load(Ordering::SeqCst)
+            && self
+                .ec2
+                .images
+                .lock()
+                .unwrap()
+                .get(region)
+                .is_some_and(|all| all.iter().any(|i| i.image_id == image_id));
+        let mut parameters = self.parameters.lock().unwrap();
+        let key = (region.to_string(), name.to_string());
+        let version = parameters.get(&key).map_or(1, |p| p.version + 1);
+        if registered {
+            parameters.insert(
+                key,
+                ParameterInfo {
+                    value: image_id.into(),
+                    version,
+                    data_type: Some("aws:ec2:image".into()),
+                },
+            );
+        }
+        Ok(version)
+    }
+}
+
 /// The fakes behind one set of handler dependencies.
 pub struct FakeWorld {
     pub ec2: Arc<FakeEc2>,
     pub keys: Arc<FakeKeys>,
     pub store: Arc<MemoryStore>,
     pub events: Arc<FakeEvents>,
+    pub launch_templates: Arc<FakeLaunchTemplates>,
+    pub parameters: Arc<FakeParameters>,
     pub deps: Deps,
 }
 
@@ -472,6 +749,8 @@ impl FakeWorld {
         let keys = Arc::new(FakeKeys::default());
         let store = Arc::new(MemoryStore::default());
         let events = Arc::new(FakeEvents::default());
+        let launch_templates = Arc::new(FakeLaunchTemplates::default());
+        let parameters = Arc::new(FakeParameters::new(ec2.clone()));
         let config = Config {
             work_bucket: config.work_bucket.or_else(|| Some("ferry-work".into())),
             ..config
@@ -484,6 +763,8 @@ impl FakeWorld {
             tagging: ec2.clone(),
             fast_restore: ec2.clone(),
             events: events.clone(),
+            launch_templates: launch_templates.clone(),
+            parameters: parameters.clone(),
             work: store.clone(),
             clock: Arc::new(FixedClock(AtomicU64::new(1_764_547_200))),
         };
@@ -492,6 +773,8 @@ impl FakeWorld {
             keys,
             store,
             events,
+            launch_templates,
+            parameters,
             deps,
         }
     }

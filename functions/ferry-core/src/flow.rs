@@ -1,7 +1,7 @@
 //! One replication, run in-process the way the deployed definition
 //! (`statemachine/replication.asl.json`) runs it: StartCopy; then Wait the copy's
-//! `nextCheckSeconds` and CheckCopy until the copy settles; then VerifyEncryption, TagLineage
-//! and EnableFsr. Each step retries the same error names with the same attempts and backoff as
+//! `nextCheckSeconds` and CheckCopy until the copy settles; then VerifyEncryption,
+//! WireDestination, TagLineage and EnableFsr. Each step retries the same error names with the same attempts and backoff as
 //! the definition's Retry blocks ([`RETRIES`]); a failure publishes the same "Replication Failed"
 //! event ([`REPORT_RETRY`]) and ends with the same error name. The CLI and the test harness run
 //! replications through it, and a test runs the same scenarios through both.
@@ -53,7 +53,7 @@ impl Retry {
 /// Lambda, which an in-process step never does.)
 pub const RETRIES: [Retry; 2] = [
     Retry {
-        errors: &["Throttled", "PublishFailed"],
+        errors: &["Throttled", "PublishFailed", "ParameterNotWritten"],
         interval_seconds: 5,
         max_attempts: 6,
         backoff_rate: 2.0,
@@ -166,7 +166,12 @@ impl Flow<'_> {
                 reason: copy.failure.clone().unwrap_or_default(),
             });
         }
-        for step in [Step::VerifyEncryption, Step::TagLineage, Step::EnableFsr] {
+        for step in [
+            Step::VerifyEncryption,
+            Step::WireDestination,
+            Step::TagLineage,
+            Step::EnableFsr,
+        ] {
             *document = self.step(step, document).await?;
         }
         Ok(())

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::FsrOptions;
+use crate::document::{FsrOptions, LaunchTemplateRef};
 use crate::rules::request::is_region;
+use crate::rules::wiring::{check_parameter_name, check_templates};
 
 /// Most destination Regions one policy may name.
 pub const MAX_DESTINATIONS: usize = 16;
@@ -50,6 +51,12 @@ pub struct PolicyDestination {
     pub fsr: Option<FsrOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_duration_minutes: Option<i64>,
+    /// AMI replications only: launch templates wire-destination versions for the replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_templates: Vec<LaunchTemplateRef>,
+    /// AMI replications only: the `aws:ec2:image` SSM parameter set to the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssm_parameter: Option<String>,
 }
 
 /// Why a policy document is refused; each message says what to fix.
@@ -67,6 +74,12 @@ pub enum PolicyError {
     NotARegion { region: String },
     #[error("maxCopiesInFlightPerRegion {value} must be 1..={AWS_COPIES_IN_FLIGHT_PER_REGION} (the AWS quota)")]
     CopiesInFlightOutOfRange { value: usize },
+    #[error("destination {region}: {field}: {reason}")]
+    InvalidWiring {
+        region: String,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 impl Policy {
@@ -100,6 +113,18 @@ impl Policy {
             return Err(PolicyError::CopiesInFlightOutOfRange {
                 value: policy.max_copies_in_flight_per_region,
             });
+        }
+        for destination in &policy.destinations {
+            let invalid = |field, reason| PolicyError::InvalidWiring {
+                region: destination.region.clone(),
+                field,
+                reason,
+            };
+            check_templates(&destination.launch_templates)
+                .map_err(|reason| invalid("launchTemplates", reason))?;
+            if let Some(name) = &destination.ssm_parameter {
+                check_parameter_name(name).map_err(|reason| invalid("ssmParameter", reason))?;
+            }
         }
         Ok(policy)
     }
@@ -182,5 +207,39 @@ mod tests {
             parse(r#"{"selection": {"tagKey": "dr"}, "sourceRegions": ["mars-1"], "destinations": [{"region": "us-west-2", "kmsKeyId": "k"}]}"#),
             PolicyError::NotARegion { region } if region == "mars-1"
         ));
+        let bad_parameter = parse(
+            r#"{"selection": {"tagKey": "dr"}, "destinations": [{"region": "us-west-2", "kmsKeyId": "k", "ssmParameter": "/aws/x"}]}"#,
+        );
+        assert!(
+            matches!(
+                bad_parameter,
+                PolicyError::InvalidWiring {
+                    field: "ssmParameter",
+                    ..
+                }
+            ),
+            "{bad_parameter}"
+        );
+        assert!(matches!(
+            parse(
+                r#"{"selection": {"tagKey": "dr"}, "destinations": [{"region": "us-west-2", "kmsKeyId": "k", "launchTemplates": [{"name": "a b"}]}]}"#
+            ),
+            PolicyError::InvalidWiring {
+                field: "launchTemplates",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_destination_may_wire_launch_templates_and_a_parameter() {
+        let policy = Policy::parse(r#"{"selection": {"tagKey": "dr"}, "destinations": [{"region": "us-west-2", "kmsKeyId": "k", "launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami"}]}"#).unwrap();
+        let destination = &policy.destinations[0];
+        assert_eq!(destination.launch_templates[0].name, "web");
+        assert!(destination.launch_templates[0].set_default);
+        assert_eq!(
+            destination.ssm_parameter.as_deref(),
+            Some("/golden/web/ami")
+        );
     }
 }

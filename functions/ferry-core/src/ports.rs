@@ -256,3 +256,106 @@ pub trait WorkStore: Send + Sync {
     /// Every key under `prefix`, in S3's (lexicographic) order.
     async fn list(&self, bucket: &str, prefix: &str) -> AwsResult<Vec<String>>;
 }
+
+/// A launch template as DescribeLaunchTemplates reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchTemplateInfo {
+    pub template_id: String,
+    pub name: String,
+    pub default_version: i64,
+    pub latest_version: i64,
+}
+
+/// One EBS volume of a launch-template block-device mapping, every field AWS keeps (a new
+/// version's mappings replace the source version's whole list, so each one is given back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateEbs {
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub iops: Option<i32>,
+    pub snapshot_id: Option<String>,
+    pub volume_size: Option<i32>,
+    pub volume_type: Option<String>,
+    pub throughput: Option<i32>,
+    pub volume_initialization_rate: Option<i32>,
+    pub ebs_card_index: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateMapping {
+    pub device_name: Option<String>,
+    pub virtual_name: Option<String>,
+    pub no_device: Option<String>,
+    pub ebs: Option<TemplateEbs>,
+}
+
+/// One version of a launch template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateVersionInfo {
+    pub version: i64,
+    pub description: Option<String>,
+    pub image_id: Option<String>,
+    pub is_default: bool,
+    pub block_device_mappings: Vec<TemplateMapping>,
+}
+
+/// CreateLaunchTemplateVersion from `source_version`, replacing `ImageId` and (when any are
+/// given) the block-device mappings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTemplateVersion {
+    pub template_id: String,
+    pub source_version: String,
+    pub client_token: String,
+    pub description: String,
+    pub image_id: String,
+    pub block_device_mappings: Vec<TemplateMapping>,
+}
+
+#[async_trait]
+pub trait LaunchTemplates: Send + Sync {
+    /// `Ok(None)` when no template has this name.
+    async fn describe_template(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> AwsResult<Option<LaunchTemplateInfo>>;
+    /// The template's versions whose `ImageId` is `image_id`.
+    async fn versions_with_image(
+        &self,
+        region: &str,
+        template_id: &str,
+        image_id: &str,
+    ) -> AwsResult<Vec<TemplateVersionInfo>>;
+    /// The template's `$Latest` version.
+    async fn latest_version(
+        &self,
+        region: &str,
+        template_id: &str,
+    ) -> AwsResult<TemplateVersionInfo>;
+    /// The new version's number (the same one again for a repeated `client_token`).
+    async fn create_version(&self, region: &str, request: &NewTemplateVersion) -> AwsResult<i64>;
+    async fn set_default_version(
+        &self,
+        region: &str,
+        template_id: &str,
+        version: i64,
+    ) -> AwsResult<()>;
+}
+
+/// An SSM parameter as GetParameter reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParameterInfo {
+    pub value: String,
+    pub version: i64,
+    pub data_type: Option<String>,
+}
+
+#[async_trait]
+pub trait Parameters: Send + Sync {
+    /// `Ok(None)` when there is no such parameter.
+    async fn get(&self, region: &str, name: &str) -> AwsResult<Option<ParameterInfo>>;
+    /// PutParameter `Type=String`, `DataType=aws:ec2:image`, `Overwrite=true`; the version SSM
+    /// answered. SSM validates the value asynchronously: success does not mean it was stored.
+    async fn put_image_id(&self, region: &str, name: &str, image_id: &str) -> AwsResult<i64>;
+}

@@ -99,8 +99,8 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
     let tasks = lambda_tasks();
     assert_eq!(
         tasks.len(),
-        8,
-        "plan, disable due FSR and summarize; start, check, verify, tag and enable FSR"
+        9,
+        "plan, disable due FSR and summarize; start, check, verify, wire, tag and enable FSR"
     );
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
@@ -195,6 +195,7 @@ fn function_arns_come_from_definition_substitutions() {
         "StartCopyFunctionArn",
         "CheckCopyFunctionArn",
         "VerifyEncryptionFunctionArn",
+        "WireDestinationFunctionArn",
         "TagLineageFunctionArn",
         "EnableFsrFunctionArn",
     ];

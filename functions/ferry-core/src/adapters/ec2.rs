@@ -13,7 +13,7 @@ use crate::ports::{
 };
 
 pub struct Ec2Adapter {
-    clients: Regional<Client>,
+    pub(super) clients: Regional<Client>,
 }
 
 impl Ec2Adapter {

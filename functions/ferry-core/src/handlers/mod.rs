@@ -1,4 +1,4 @@
-//! The five steps. Each takes the replication document and returns it enriched.
+//! The steps of one replication. Each takes the replication document and returns it enriched.
 
 pub mod check_copy;
 pub mod enable_fsr;
@@ -6,6 +6,7 @@ pub mod plan;
 pub mod start_copy;
 pub mod tag_lineage;
 pub mod verify_encryption;
+pub mod wire_destination;
 
 use crate::deps::Deps;
 use crate::document::{Replication, SourceKind};
@@ -16,12 +17,15 @@ use crate::ports::{AwsError, ImageInfo, SnapshotInfo, Tag};
 use crate::rules::lineage::{owned_by_replication, ownership_tags};
 use crate::rules::status::{self, image_copy_is_live, snapshot_copy_is_live};
 
-/// The five steps of one replication, in the order the state machine runs them.
+/// The steps of one replication, in the order the state machine runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     StartCopy,
     CheckCopy,
     VerifyEncryption,
+    /// Only for an AMI whose destination names launch templates or an SSM parameter; passes
+    /// the document through otherwise.
+    WireDestination,
     TagLineage,
     EnableFsr,
 }
@@ -35,6 +39,7 @@ impl Step {
             Step::StartCopy => start_copy::handle(deps, input).await,
             Step::CheckCopy => check_copy::handle(deps, input).await,
             Step::VerifyEncryption => verify_encryption::handle(deps, input).await,
+            Step::WireDestination => wire_destination::handle(deps, input).await,
             Step::TagLineage => tag_lineage::handle(deps, input).await,
             Step::EnableFsr => match enable_fsr::handle(deps, input).await? {
                 enable_fsr::FsrOutput::Document(document) => Ok(*document),
@@ -61,6 +66,7 @@ pub async fn run_step(
         Step::StartCopy => json(start_copy::handle(deps, input).await?),
         Step::CheckCopy => json(check_copy::handle(deps, input).await?),
         Step::VerifyEncryption => json(verify_encryption::handle(deps, input).await?),
+        Step::WireDestination => json(wire_destination::handle(deps, input).await?),
         Step::TagLineage => json(tag_lineage::handle(deps, input).await?),
         Step::EnableFsr => json(enable_fsr::handle(deps, input).await?),
     }

@@ -11,3 +11,4 @@ pub mod status;
 pub mod summary;
 pub mod time_based;
 pub mod verify;
+pub mod wiring;

@@ -4,6 +4,7 @@ use crate::document::{Replication, SourceKind};
 use crate::error::FerryError;
 use crate::rules::key::arn_region;
 use crate::rules::lineage::check_tag_value;
+use crate::rules::wiring::check_wiring;
 
 /// The Regions AWS has (commercial, GovCloud, China), as of 2026-11. A code that looks like a
 /// Region but is not one would otherwise fail late, on an endpoint that does not resolve.
@@ -168,6 +169,11 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
         _ => {}
     }
     check_key_reference(&request.destination.kms_key_id, destination_region)?;
+    check_wiring(
+        &request.destination.launch_templates,
+        request.destination.ssm_parameter.as_deref(),
+        kind == SourceKind::Image,
+    )?;
     let options = &request.options;
     if let Some(minutes) = options.completion_duration_minutes {
         if !(15..=2880).contains(&minutes) || minutes % 15 != 0 {
@@ -397,6 +403,37 @@ mod tests {
             json!({"options": {"batch": "dr-2026-11 nightly/eu@ops"}})
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn wiring_names_are_checked_and_only_amis_are_wired() {
+        assert!(validate(&request(json!({"destination": {
+            "launchTemplates": [{"name": "web", "setDefault": true}],
+            "ssmParameter": "/golden/web/ami"
+        }})))
+        .is_ok());
+        assert_eq!(
+            rejected_field(json!({"destination": {"launchTemplates": [{"name": "w"}]}})),
+            "destination.launchTemplates"
+        );
+        assert_eq!(
+            rejected_field(json!({"destination": {"ssmParameter": "/aws/service/x"}})),
+            "destination.ssmParameter"
+        );
+        assert_eq!(
+            rejected_field(json!({
+                "source": {"imageId": null, "snapshotId": "snap-0123456789abcdef0"},
+                "destination": {"ssmParameter": "/golden/web/ami"}
+            })),
+            "destination.ssmParameter"
+        );
+        let unknown = Replication::from_json(json!({
+            "source": {"region": "us-east-1", "imageId": "ami-0123456789abcdef0"},
+            "destination": {"region": "us-west-2", "kmsKeyId": "alias/k",
+                            "launchTemplates": [{"name": "web", "default": true}]}
+        }))
+        .unwrap_err();
+        assert!(unknown.to_string().contains("default"), "{unknown}");
     }
 
     #[test]

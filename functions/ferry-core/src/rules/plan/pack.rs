@@ -79,6 +79,15 @@ pub fn work_lists(
                     destination: Destination {
                         region: destination.region.clone(),
                         kms_key_id: destination.kms_key_id.clone(),
+                        // Wiring points templates and parameters at AMIs only.
+                        launch_templates: match candidate.kind {
+                            SourceKind::Image => destination.launch_templates.clone(),
+                            SourceKind::Snapshot => vec![],
+                        },
+                        ssm_parameter: match candidate.kind {
+                            SourceKind::Image => destination.ssm_parameter.clone(),
+                            SourceKind::Snapshot => None,
+                        },
                     },
                     options: Options {
                         copy_source_tags: Some(policy.copy_source_tags),
@@ -211,6 +220,41 @@ mod tests {
         assert_eq!(planned, ["ami-00000002"]);
         assert_eq!(skipped.len(), 2, "both are skipped for their own Region");
         assert_eq!(already_replicated(&policy(20), &candidates, &verified), 1);
+    }
+
+    #[test]
+    fn a_destination_wires_its_ami_replications_and_never_its_snapshot_replications() {
+        let mut wired = policy(20);
+        for destination in &mut wired.destinations {
+            destination.launch_templates = vec![crate::document::LaunchTemplateRef {
+                name: "web".into(),
+                set_default: true,
+            }];
+            destination.ssm_parameter = Some("/golden/web/ami".into());
+        }
+        let snapshot = Candidate {
+            kind: SourceKind::Snapshot,
+            id: "snap-00000001".into(),
+            ..candidate("snap-00000001", 1)
+        };
+        let candidates = [candidate("ami-00000001", 1), snapshot];
+        let lists = work_lists(
+            &wired,
+            &candidates,
+            &BTreeSet::new(),
+            None,
+            "r",
+            &mut vec![],
+        );
+        let destinations: Vec<_> = lists[0]
+            .items
+            .iter()
+            .map(|w| {
+                let d = &w.replication.destination;
+                (d.launch_templates.len(), d.ssm_parameter.is_some())
+            })
+            .collect();
+        assert_eq!(destinations, [(1, true), (0, false)]);
     }
 
     #[test]
