@@ -324,29 +324,23 @@ async fn dry_run(deps: &Deps, requests: Vec<Replication>, output: Output) -> Exi
     }
     match output {
         Output::Json => report::print_json(&plans),
-        Output::Csv => {
-            println!("destination,outcome,replication_id,key_arn,key_alias,copy,existing_copy,snapshots,bytes_to_transfer,time_based_minutes,price_tier,error");
-            for plan in &plans {
-                let text = report::field_text;
-                println!(
-                    "{}",
-                    report::csv_row(&[
-                        text(&plan["destination"]),
-                        text(&plan["outcome"]),
-                        text(&plan["replicationId"]),
-                        text(&plan["keyArn"]),
-                        text(&plan["keyAlias"]),
-                        text(&plan["copy"]),
-                        text(&plan["existingCopy"]["id"]),
-                        text(&plan["snapshots"]),
-                        text(&plan["bytesToTransfer"]),
-                        text(&plan["timeBased"]["minutes"]),
-                        text(&plan["timeBased"]["priceTier"]),
-                        text(&plan["error"]["name"]),
-                    ])
-                );
-            }
-        }
+        Output::Csv => report::print_csv(
+            &plans,
+            &[
+                ("destination", "/destination"),
+                ("outcome", "/outcome"),
+                ("replication_id", "/replicationId"),
+                ("key_arn", "/keyArn"),
+                ("key_alias", "/keyAlias"),
+                ("copy", "/copy"),
+                ("existing_copy", "/existingCopy/id"),
+                ("snapshots", "/snapshots"),
+                ("bytes_to_transfer", "/bytesToTransfer"),
+                ("time_based_minutes", "/timeBased/minutes"),
+                ("price_tier", "/timeBased/priceTier"),
+                ("error", "/error/name"),
+            ],
+        ),
         Output::Table => {
             for plan in plans.iter().filter(|p| p["outcome"] == "plan") {
                 println!("{}", plan_text(plan));
@@ -567,26 +561,20 @@ pub fn summarize(
     match output {
         Output::Table => {}
         Output::Json => report::print_json(&results),
-        Output::Csv => {
-            println!("destination,outcome,replication_id,replica_id,reused,key_arn,verified_at,error,message");
-            for result in &results {
-                let text = report::field_text;
-                println!(
-                    "{}",
-                    report::csv_row(&[
-                        text(&result["destination"]),
-                        text(&result["outcome"]),
-                        text(&result["replicationId"]),
-                        text(&result["replicaId"]),
-                        text(&result["reused"]),
-                        text(&result["keyArn"]),
-                        text(&result["verifiedAt"]),
-                        text(&result["error"]["name"]),
-                        text(&result["error"]["message"]),
-                    ])
-                );
-            }
-        }
+        Output::Csv => report::print_csv(
+            &results,
+            &[
+                ("destination", "/destination"),
+                ("outcome", "/outcome"),
+                ("replication_id", "/replicationId"),
+                ("replica_id", "/replicaId"),
+                ("reused", "/reused"),
+                ("key_arn", "/keyArn"),
+                ("verified_at", "/verifiedAt"),
+                ("error", "/error/name"),
+                ("message", "/error/message"),
+            ],
+        ),
     }
     code
 }
@@ -804,22 +792,16 @@ async fn via_state_machine(
     match output {
         Output::Table => {}
         Output::Json => report::print_json(&results),
-        Output::Csv => {
-            println!("destination,outcome,execution_arn,error,message");
-            for r in &results {
-                let text = report::field_text;
-                println!(
-                    "{}",
-                    report::csv_row(&[
-                        text(&r["destination"]),
-                        text(&r["outcome"]),
-                        text(&r["executionArn"]),
-                        text(&r["error"]["name"]),
-                        text(&r["error"]["message"]),
-                    ])
-                );
-            }
-        }
+        Output::Csv => report::print_csv(
+            &results,
+            &[
+                ("destination", "/destination"),
+                ("outcome", "/outcome"),
+                ("execution_arn", "/executionArn"),
+                ("error", "/error/name"),
+                ("message", "/error/message"),
+            ],
+        ),
     }
     code
 }

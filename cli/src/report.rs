@@ -187,6 +187,20 @@ pub fn csv_row<S: AsRef<str>>(fields: &[S]) -> String {
         .join(",")
 }
 
+/// `records` as CSV on stdout: the header, then one row per record, each column the record's
+/// value at a JSON pointer (empty where it has none).
+pub fn print_csv(records: &[Value], columns: &[(&str, &str)]) {
+    let header: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    println!("{}", header.join(","));
+    for record in records {
+        let row: Vec<String> = columns
+            .iter()
+            .map(|(_, pointer)| record.pointer(pointer).map_or_else(String::new, field_text))
+            .collect();
+        println!("{}", csv_row(&row));
+    }
+}
+
 /// Pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) {
     println!(

@@ -114,22 +114,18 @@ async fn execution(global: &Global, config: Config, arn: &str) -> ExitCode {
     });
     match global.output {
         Output::Json => report::print_json(&record),
-        Output::Csv => {
-            println!("execution_arn,status,started_at,stopped_at,current_state,error,cause");
-            let text = report::field_text;
-            println!(
-                "{}",
-                report::csv_row(&[
-                    arn.to_string(),
-                    text(&record["status"]),
-                    text(&record["startedAt"]),
-                    text(&record["stoppedAt"]),
-                    text(&record["currentState"]),
-                    text(&record["error"]),
-                    text(&record["cause"]),
-                ])
-            );
-        }
+        Output::Csv => report::print_csv(
+            std::slice::from_ref(&record),
+            &[
+                ("execution_arn", "/executionArn"),
+                ("status", "/status"),
+                ("started_at", "/startedAt"),
+                ("stopped_at", "/stoppedAt"),
+                ("current_state", "/currentState"),
+                ("error", "/error"),
+                ("cause", "/cause"),
+            ],
+        ),
         Output::Table => {
             println!("{arn}: {}", execution.status().as_str());
             println!(

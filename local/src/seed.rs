@@ -239,6 +239,21 @@ impl Seeder {
     }
 
     /// An instance-store AMI: no EBS snapshots at all.
+    /// A launch template `name` in `region` whose data names only a placeholder image.
+    pub async fn launch_template(&self, region: &str, name: &str) {
+        self.ec2(region)
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id("ami-0aaaaaaaaaaaaaaa0")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateLaunchTemplate");
+    }
+
     pub async fn instance_store_image(&self, region: &str, name: &str) -> String {
         let output = self
             .ec2(region)

@@ -1006,19 +1006,7 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
         {"region": SYDNEY, "kmsKeyId": "alias/ferry-apse2"},
     ]);
     let world = World::start(policy(destinations, 20), 1.0).await;
-    world
-        .seed
-        .ec2(WEST)
-        .create_launch_template()
-        .launch_template_name("web")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("ami-0aaaaaaaaaaaaaaa0")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateLaunchTemplate");
+    world.seed.launch_template(WEST, "web").await;
     world.aliased_key(WEST, "alias/ferry-usw2").await;
     world.aliased_key(SYDNEY, "alias/ferry-apse2").await;
     let source_key = world.seed.key(SOURCE).await;

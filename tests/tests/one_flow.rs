@@ -172,19 +172,7 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
     let world = World::start(policy(destinations, 20), 1.0).await;
     let key = world.aliased_key(WEST, "alias/dr").await;
     let source_key = world.seed.key(SOURCE).await;
-    world
-        .seed
-        .ec2(WEST)
-        .create_launch_template()
-        .launch_template_name("web")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("ami-0aaaaaaaaaaaaaaa0")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateLaunchTemplate");
+    world.seed.launch_template(WEST, "web").await;
     let request = |source: Value, key: &str| json!({"source": source, "destination": {"region": WEST, "kmsKeyId": key}});
     let wired = |source: Value, template: &str| {
         json!({"source": source, "destination": {"region": WEST, "kmsKeyId": "alias/dr",
