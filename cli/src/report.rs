@@ -287,6 +287,11 @@ impl Observe for Progress {
             Stage::Running(Step::StartCopy) => "preflight: key, zones, source".to_string(),
             Stage::Running(Step::CheckCopy) => return,
             Stage::Running(Step::VerifyEncryption) => "verifying encryption".to_string(),
+            Stage::Running(Step::BootCheck) => return,
+            Stage::Booting(check) => format!(
+                "boot check: {} from {} booting (look {}, next in {} s)",
+                check.instance_id, check.image_id, check.checks, check.next_check_seconds
+            ),
             Stage::Running(Step::WireDestination) => {
                 "wiring launch templates and parameter".to_string()
             }

@@ -1,5 +1,5 @@
-"""Row 13: RunInstances from an encrypted AMI, instance states and status checks on the emulator
-clock, and the impairStatusChecks / launchVolumeKey switches."""
+"""Row 13: RunInstances from an encrypted AMI, ClientToken idempotency, instance states and status
+checks on the emulator clock, and the impairStatusChecks / launchVolumeKey switches."""
 
 from __future__ import annotations
 
@@ -169,6 +169,91 @@ def test_unknown_or_deregistered_image_is_rejected(slow):
     with pytest.raises(ClientError) as err:
         launch(slow, image_id)
     assert err.value.response["Error"]["Code"] == "InvalidAMIID.NotFound"
+
+
+# --- ClientToken idempotency ----------------------------------------------------------------
+
+
+def instances_of_image(e, image_id: str, region: str = REGION) -> list[dict]:
+    reservations = e.client("ec2", region).describe_instances(
+        Filters=[{"Name": "image-id", "Values": [image_id]}]
+    )["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def run(e, image_id: str, region: str = REGION, **kwargs) -> dict:
+    """The whole RunInstances answer (the reservation)."""
+    args = {"ImageId": image_id, "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro", **kwargs}
+    return e.client("ec2", region).run_instances(**args)
+
+
+def test_run_instances_with_the_same_client_token_returns_the_same_instance_and_launches_nothing(
+    slow,
+):
+    image_id, _ = encrypted_image(slow)
+    token = unique("run")
+    first = run(slow, image_id, ClientToken=token)
+    [launched] = first["Instances"]
+    iid = launched["InstanceId"]
+    assert launched["ClientToken"] == token
+    again = run(slow, image_id, ClientToken=token)
+    assert again["ReservationId"] == first["ReservationId"]
+    assert [i["InstanceId"] for i in again["Instances"]] == [iid]
+    assert [i["InstanceId"] for i in instances_of_image(slow, image_id)] == [iid]
+    assert len(volumes_by_device(slow, iid)) == 2  # no second set of volumes either
+
+    # whatever state the instance is in now, terminated included
+    slow.client("ec2", REGION).terminate_instances(InstanceIds=[iid])
+    slow.advance(SLOW)
+    assert instance(slow, iid)["State"]["Name"] == "terminated"
+    later = run(slow, image_id, ClientToken=token)
+    assert later["ReservationId"] == first["ReservationId"]
+    assert [(i["InstanceId"], i["State"]["Name"]) for i in later["Instances"]] == [
+        (iid, "terminated")
+    ]
+    assert [i["InstanceId"] for i in instances_of_image(slow, image_id)] == [iid]
+
+    # the token is per Region: the same call elsewhere launches there
+    other_image, _ = encrypted_image(slow, region="ap-southeast-1")
+    elsewhere = run(slow, other_image, region="ap-southeast-1", ClientToken=token)
+    assert elsewhere["Instances"][0]["InstanceId"] != iid
+
+
+def test_run_instances_client_token_with_other_parameters_is_a_mismatch(slow):
+    image_id, _ = encrypted_image(slow)
+    token = unique("run")
+    iid = run(slow, image_id, ClientToken=token)["Instances"][0]["InstanceId"]
+    for other in (
+        {"InstanceType": "t3.small"},
+        {"TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}]},
+    ):
+        with pytest.raises(ClientError) as err:
+            run(slow, image_id, ClientToken=token, **other)
+        assert err.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert [i["InstanceId"] for i in instances_of_image(slow, image_id)] == [iid]
+
+
+def test_run_instances_client_token_over_64_characters_is_invalid(slow):
+    image_id, _ = encrypted_image(slow)
+    longest = unique("run").ljust(64, "t")
+    assert run(slow, image_id, ClientToken=longest)["Instances"]  # 64 is the limit
+    with pytest.raises(ClientError) as err:
+        run(slow, image_id, ClientToken=longest + "t")
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert len(instances_of_image(slow, image_id)) == 1
+
+
+def test_plain_moto_launches_again_for_the_same_client_token(plain):
+    image_id, _ = encrypted_image(plain)
+    token = unique("run")
+    first, second = (run(plain, image_id, ClientToken=token) for _ in range(2))
+    assert first["ReservationId"] != second["ReservationId"]
+    assert first["Instances"][0]["InstanceId"] != second["Instances"][0]["InstanceId"]
+    assert len(instances_of_image(plain, image_id)) == 2
+    run(plain, image_id, ClientToken=token, InstanceType="t3.small")  # no mismatch either
+    run(plain, image_id, ClientToken="t" * 65)  # nor a length limit
 
 
 # --- states -------------------------------------------------------------------------------

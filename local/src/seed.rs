@@ -238,6 +238,47 @@ impl Seeder {
         output.image_id().unwrap_or_default().to_string()
     }
 
+    /// A subnet of `region`'s default VPC (the local AWS has one per Availability Zone).
+    pub async fn subnet(&self, region: &str) -> String {
+        let output = self
+            .ec2(region)
+            .describe_subnets()
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let mut subnets: Vec<String> = output
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_id().map(str::to_string))
+            .collect();
+        subnets.sort();
+        subnets.into_iter().next().expect("a default subnet")
+    }
+
+    /// Every instance in `region` as (id, state), whatever its state.
+    pub async fn instances(&self, region: &str) -> Vec<(String, String)> {
+        let output = self
+            .ec2(region)
+            .describe_instances()
+            .send()
+            .await
+            .expect("DescribeInstances");
+        output
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap_or_default().to_string(),
+                    i.state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// An instance-store AMI: no EBS snapshots at all.
     /// A launch template `name` in `region` whose data names only a placeholder image.
     pub async fn launch_template(&self, region: &str, name: &str) {

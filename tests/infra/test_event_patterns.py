@@ -184,6 +184,9 @@ NO_RESOURCE_LEVEL = {
     "ec2:DescribeFastSnapshotRestores",
     "ec2:DescribeLaunchTemplates",
     "ec2:DescribeLaunchTemplateVersions",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
+    "ec2:DescribeVolumes",
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -194,6 +197,13 @@ NO_RESOURCE_LEVEL = {
     "logs:DescribeLogGroups",
 }
 MANAGED_BY = "aws:ResourceTag/ferry:managed-by"
+REQUEST_MANAGED_BY = "aws:RequestTag/ferry:managed-by"
+# What RunInstances creates: each only with ferry's tags at creation.
+CREATED_BY_RUN_INSTANCES = ("instance/*", "volume/*", "network-interface/*")
+
+
+def resource_texts(stmt: dict[str, Any]) -> list[str]:
+    return [r if isinstance(r, str) else json.dumps(r) for r in as_list(stmt.get("Resource", []))]
 
 
 def statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -227,9 +237,16 @@ def iam_problems(stmts: list[tuple[str, dict[str, Any]]]) -> list[str]:
             granted = condition_value(stmt, "Bool", "kms:GrantIsForAWSResource")
             if not granted or any(str(v).lower() != "true" for v in granted):
                 problems.append(f"{where}: kms:CreateGrant without kms:GrantIsForAWSResource true")
-        for action in ("ec2:DeleteSnapshot", "ec2:DeregisterImage"):
+        for action in ("ec2:DeleteSnapshot", "ec2:DeregisterImage", "ec2:TerminateInstances"):
             if action in actions and condition_value(stmt, "StringEquals", MANAGED_BY) != ["ferry"]:
                 problems.append(f"{where}: {action} without {MANAGED_BY} = ferry")
+        if "ec2:RunInstances" in actions:
+            resources = resource_texts(stmt)
+            creates = [r for r in resources if r == "*" or any(kind in r for kind in CREATED_BY_RUN_INSTANCES)]
+            if creates and condition_value(stmt, "StringEquals", REQUEST_MANAGED_BY) != ["ferry"]:
+                problems.append(f"{where}: ec2:RunInstances creates {creates} without {REQUEST_MANAGED_BY} = ferry")
+            if any("image/*" in r for r in resources) and condition_value(stmt, "StringEquals", MANAGED_BY) != ["ferry"]:
+                problems.append(f"{where}: ec2:RunInstances from images without {MANAGED_BY} = ferry")
     return problems
 
 
@@ -243,7 +260,7 @@ def test_iam_policies_are_least_privilege(template):
     figure(
         "IAM",
         f"{len(checked)} IAM statements of infra/template.yaml: 0 wildcard actions, Resource '*' only where no resource-level "
-        "permission exists, kms:CreateGrant only for AWS resources, DeleteSnapshot/DeregisterImage only on ferry:managed-by=ferry",
+        "permission exists, kms:CreateGrant only for AWS resources, DeleteSnapshot/DeregisterImage/TerminateInstances only on ferry:managed-by=ferry, RunInstances creating only resources tagged ferry:managed-by=ferry from ferry's images",
     )
 
 
@@ -266,6 +283,10 @@ def test_sam_policies_are_inline_documents_only(template):
             "GrantIsForAWSResource",
         ),
         ({"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "arn:aws:ec2:*::snapshot/*"}, "managed-by"),
+        ({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "arn:aws:ec2:*:1:instance/*"}, "managed-by"),
+        ({"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "arn:aws:ec2:*:1:instance/*"}, "RequestTag"),
+        ({"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "*"}, "RequestTag"),
+        ({"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "arn:aws:ec2:*::image/*"}, "from images"),
         (
             {
                 "Effect": "Allow",
@@ -286,6 +307,13 @@ def test_the_iam_checks_accept_the_conditioned_forms():
     good = [
         {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "k", "Condition": {"Bool": {"kms:GrantIsForAWSResource": True}}},
         {"Effect": "Allow", "Action": "ec2:DeleteSnapshot", "Resource": "s", "Condition": {"StringEquals": {MANAGED_BY: "ferry"}}},
+        {
+            "Effect": "Allow",
+            "Action": "ec2:RunInstances",
+            "Resource": ["arn:aws:ec2:*:1:instance/*", "arn:aws:ec2:*:1:volume/*"],
+            "Condition": {"StringEquals": {REQUEST_MANAGED_BY: "ferry"}},
+        },
+        {"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "arn:aws:ec2:*:1:subnet/*"},
     ]
     assert iam_problems([("example", s) for s in good]) == []
 
@@ -303,6 +331,7 @@ FUNCTIONS = {
     "TagLineageFunction": ("tag-lineage", {"FERRY_EVENT_BUS": {"Ref": "EventBusName"}}),
     "EnableFsrFunction": ("enable-fsr", {}),
     "WireDestinationFunction": ("wire-destination", {}),
+    "BootCheckFunction": ("boot-check", {}),
 }
 
 
@@ -389,3 +418,23 @@ def test_wire_destination_versions_templates_and_writes_parameters_of_this_accou
         assert by_action[action]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter${WiredParameterPath}"}
     assert template["Parameters"]["WiredParameterPath"]["Default"] == "/*"
     assert "ec2:CreateLaunchTemplate" not in by_action and "ec2:DeleteLaunchTemplate" not in by_action
+
+
+def test_boot_check_launches_only_tagged_instances_from_ferry_replicas_and_terminates_only_its_own(template):
+    policy = template["Resources"]["BootCheckFunction"]["Properties"]["Policies"][0]
+    statements = policy["Statement"]
+    launches = [stmt for stmt in statements if "ec2:RunInstances" in as_list(stmt["Action"])]
+    covered = " ".join(r for stmt in launches for r in resource_texts(stmt))
+    for kind in (*CREATED_BY_RUN_INSTANCES, "image/*", "subnet/*", "security-group/*"):
+        assert kind in covered, kind
+    assert iam_problems([("boot-check", stmt) for stmt in statements]) == []
+    allowed = permissions(template)["boot-check"]
+    assert allowed["direct"] == [
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceStatus",
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+    ]
+    assert set(allowed["onBehalf"]) == {"ec2:CreateTags", "kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext"}

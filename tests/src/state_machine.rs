@@ -41,22 +41,24 @@ use crate::local_aws::repo_root;
 use crate::LocalAws;
 
 /// The Lambda binaries, as SAM's `BuildProperties.Binary` names them.
-pub const FUNCTIONS: [&str; 7] = [
+pub const FUNCTIONS: [&str; 8] = [
     "plan-replication",
     "start-copy",
     "check-copy",
     "verify-encryption",
+    "boot-check",
     "wire-destination",
     "tag-lineage",
     "enable-fsr",
 ];
 
 /// `DefinitionSubstitutions` key → binary, as in infra/template.yaml.
-const FUNCTION_ARNS: [(&str, &str); 7] = [
+const FUNCTION_ARNS: [(&str, &str); 8] = [
     ("PlanReplicationFunctionArn", "plan-replication"),
     ("StartCopyFunctionArn", "start-copy"),
     ("CheckCopyFunctionArn", "check-copy"),
     ("VerifyEncryptionFunctionArn", "verify-encryption"),
+    ("BootCheckFunctionArn", "boot-check"),
     ("WireDestinationFunctionArn", "wire-destination"),
     ("TagLineageFunctionArn", "tag-lineage"),
     ("EnableFsrFunctionArn", "enable-fsr"),

@@ -949,6 +949,59 @@ async fn a_lambda_that_keeps_losing_its_answer_is_reported_as_replication_failed
     assert_eq!(failed[0]["failure"]["Error"], "Lambda.ServiceException");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_check_that_crashes_between_launch_and_terminate_leaves_no_instance_running() {
+    let world = World::start(
+        policy(
+            json!([{"region": WEST, "kmsKeyId": "alias/ferry-usw2"}]),
+            20,
+        ),
+        1.0,
+    )
+    .await;
+    world.aliased_key(WEST, "alias/ferry-usw2").await;
+    let source_key = world.seed.key(SOURCE).await;
+    let image = source_image(&world, &source_key).await;
+    let subnet = world.seed.subnet(WEST).await;
+    // The launch goes through, then the answer is lost: the first call and its 3 retries.
+    world.sfn.lose_answers("boot-check", "serviceException", 4);
+
+    let request = json!({"source": {"region": SOURCE, "imageId": image},
+                         "destination": {"region": WEST, "kmsKeyId": "alias/ferry-usw2",
+                                         "bootCheck": {"subnetId": subnet, "instanceType": "t3.micro"}}});
+    let execution = world.sfn.run(&request).await;
+    report("boot check crashed after its launch", &execution);
+    assert_eq!(execution.status, "FAILED");
+    assert_eq!(execution.retries("BootCheck"), 3);
+    assert_eq!(execution.entered("EndBootCheck").len(), 1);
+    let instances = world.seed.instances(WEST).await;
+    assert_eq!(
+        instances.len(),
+        1,
+        "4 calls with one run's ClientToken launched one instance: {instances:?}"
+    );
+    assert!(
+        instances
+            .iter()
+            .all(|(_, state)| state == "shutting-down" || state == "terminated"),
+        "EndBootCheck terminated it: {instances:?}"
+    );
+    let failed: Vec<(String, Value)> = ferry_events(&world)
+        .into_iter()
+        .filter(|(kind, _)| kind == "Replication Failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1["failure"]["Error"], "Lambda.ServiceException");
+    assert_eq!(
+        failed[0].1["bootCheckEnded"]["terminated"][0]["instanceId"],
+        instances[0].0.as_str()
+    );
+    figure(
+        "boot check crash",
+        "the boot-check Lambda launched its instance and lost its answer 4 times (Lambda.ServiceException): 1 instance launched (one ClientToken per execution), EndBootCheck terminated it, 0 running, 1 Replication Failed event naming it",
+    );
+}
+
 // --- Least privilege ------------------------------------------------------------------------------
 
 /// Per principal (function binary, or the state machine), the actions infra/template.yaml allows
@@ -1032,6 +1085,21 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
         "{:?}",
         snapshot_run.cause
     );
+    // The AMI again to us-west-2, boot-checked: its verified replica is reused and boots.
+    let subnet = world.seed.subnet(WEST).await;
+    let boot_run = world
+        .sfn
+        .run(&json!({"source": {"region": SOURCE, "imageId": image},
+                     "destination": {"region": WEST, "kmsKeyId": "alias/ferry-usw2",
+                                     "bootCheck": {"subnetId": subnet, "instanceType": "t3.micro"}}}))
+        .await;
+    report("least privilege, boot check", &boot_run);
+    assert_eq!(
+        (boot_run.status.as_str(), boot_run.error.as_deref()),
+        ("SUCCEEDED", None),
+        "{:?}",
+        boot_run.cause
+    );
     // FSR is due 3.6 s after it was requested: the next sweep's scheduled step disables it.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let sweep_run = world.sfn.run(&sweep()).await;
@@ -1069,7 +1137,7 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
     figure(
         "least privilege",
         &format!(
-            "{} functions made {} distinct (function, action) calls over 3 runs (AMI and snapshot, the AMI wired, FSR enabled then disabled by the scheduled step, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
+            "{} functions made {} distinct (function, action) calls over 4 runs (AMI and snapshot, the AMI wired, then boot-checked, FSR enabled then disabled by the scheduled step, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
             allowed.len() - 1,
             used.iter().filter(|(caller, _)| caller.as_str() != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY).map(|(_, calls)| calls.len()).sum::<usize>(),
             started.elapsed()

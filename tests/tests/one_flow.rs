@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ferry_core::document::BootStatus;
 use ferry_core::flow::{Flow, Observe, Retry, Stage, REPORT_RETRY, RETRIES};
 use ferry_core::{Config, FerryError, Replication};
 use ferry_tests::state_machine::definition;
@@ -68,7 +69,11 @@ fn the_flow_retries_what_the_definition_retries_with_the_same_attempts_and_backo
                     .is_some_and(|r| r.starts_with("arn:aws:lambda:"))
         })
         .collect();
-    assert_eq!(tasks.len(), 6, "the six steps");
+    assert_eq!(
+        tasks.len(),
+        8,
+        "the six steps, the boot check and its end after a failure"
+    );
     let expected: Vec<Value> = RETRIES.iter().map(as_written).collect();
     for (name, state) in tasks {
         assert_eq!(ferry_retries(state), expected, "{name}");
@@ -144,6 +149,14 @@ async fn through_the_flow(world: &World, request: &Value) -> Outcome {
             done.destination.wants_wiring(),
             "wired exactly when asked"
         );
+        assert_eq!(
+            done.evidence.boot_check.as_ref().map(|c| c.status),
+            done.destination
+                .boot_check
+                .as_ref()
+                .map(|_| BootStatus::Passed),
+            "boot-checked exactly when asked"
+        );
     }
     Outcome {
         error: outcome.err().map(|e| e.name().to_string()),
@@ -158,6 +171,15 @@ async fn through_the_definition(world: &World, request: &Value) -> Outcome {
         record.status == "SUCCEEDED",
         record.error.is_none(),
         "{record:?}"
+    );
+    assert!(
+        world
+            .seed
+            .instances(WEST)
+            .await
+            .iter()
+            .all(|(_, state)| state == "shutting-down" || state == "terminated"),
+        "no boot-check instance left running"
     );
     Outcome {
         error: record.error.clone(),
@@ -178,6 +200,12 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
         json!({"source": source, "destination": {"region": WEST, "kmsKeyId": "alias/dr",
                "launchTemplates": [{"name": template, "setDefault": true}], "ssmParameter": "/golden/web/ami"}})
     };
+    let subnet = world.seed.subnet(WEST).await;
+    let booted = |source: Value| {
+        json!({"source": source, "destination": {"region": WEST, "kmsKeyId": "alias/dr",
+               "bootCheck": {"subnetId": subnet, "instanceType": "t3.micro"}}})
+    };
+    let other_key = world.seed.key(WEST).await;
     let mut rows = vec![];
     // Each scenario runs on sources of its own per path, so neither reuses the other's copy.
     for scenario in [
@@ -185,6 +213,9 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
         "an encrypted snapshot",
         "an encrypted AMI wired to a launch template and a parameter",
         "a launch template that does not exist",
+        "an encrypted AMI boot-checked",
+        "a boot check whose volume comes up under another key",
+        "a boot check whose status checks fail",
         "a destination key that does not exist",
         "a source that does not exist",
         "a copy AWS fails",
@@ -208,6 +239,19 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
                     wired(image().await, "web")
                 }
                 "a launch template that does not exist" => wired(image().await, "no-such-template"),
+                "an encrypted AMI boot-checked" => booted(image().await),
+                "a boot check whose volume comes up under another key" => {
+                    world.aws.configure(
+                        json!({"launchVolumeKey": {"kmsKeyId": other_key.arn, "region": WEST}}),
+                    );
+                    booted(image().await)
+                }
+                "a boot check whose status checks fail" => {
+                    world
+                        .aws
+                        .configure(json!({"impairStatusChecks": {"times": 1, "check": "system"}}));
+                    booted(image().await)
+                }
                 "a destination key that does not exist" => {
                     request(image().await, "alias/does-not-exist")
                 }
@@ -256,6 +300,9 @@ async fn the_flow_and_the_deployed_definition_bring_the_same_scenarios_to_the_sa
         "an encrypted snapshot: verified",
         "an encrypted AMI wired to a launch template and a parameter: verified",
         "a launch template that does not exist: LaunchTemplateNotFound",
+        "an encrypted AMI boot-checked: verified",
+        "a boot check whose volume comes up under another key: BootCheckWrongKey",
+        "a boot check whose status checks fail: BootCheckStatusFailed",
         "a destination key that does not exist: KeyNotFound",
         "a source that does not exist: SourceNotFound",
         "a copy AWS fails: CopyFailed",

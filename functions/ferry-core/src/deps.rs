@@ -9,8 +9,8 @@ use crate::adapters::{
 };
 use crate::config::Config;
 use crate::ports::{
-    Clock, Events, FastRestore, Images, Keys, LaunchTemplates, Parameters, Snapshots, SystemClock,
-    Tagging, WorkStore,
+    Clock, Events, FastRestore, Images, Instances, Keys, LaunchTemplates, Parameters, Snapshots,
+    SystemClock, Tagging, WorkStore,
 };
 
 pub struct Deps {
@@ -21,6 +21,8 @@ pub struct Deps {
     pub tagging: Arc<dyn Tagging>,
     pub fast_restore: Arc<dyn FastRestore>,
     pub events: Arc<dyn Events>,
+    /// The boot check's instance.
+    pub instances: Arc<dyn Instances>,
     /// Destination wiring: launch-template versions and SSM parameters.
     pub launch_templates: Arc<dyn LaunchTemplates>,
     pub parameters: Arc<dyn Parameters>,
@@ -50,6 +52,7 @@ impl Deps {
             snapshots: ec2.clone(),
             tagging: ec2.clone(),
             launch_templates: ec2.clone(),
+            instances: ec2.clone(),
             fast_restore: ec2,
             parameters: Arc::new(SsmAdapter::new(sdk)),
             events: Arc::new(events),

@@ -56,6 +56,26 @@ pub struct Destination {
     /// Region that wire-destination sets to the verified replica's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm_parameter: Option<String>,
+    /// AMI replications only: launch one instance from the verified replica, prove every volume
+    /// comes up under the destination key and the instance passes its status checks, then
+    /// terminate it (boot-check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_check: Option<BootCheckRequest>,
+}
+
+/// Where and how the boot check launches its instance, in the destination Region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootCheckRequest {
+    /// A subnet of the destination Region; the instance gets no public IP address.
+    pub subnet_id: String,
+    pub instance_type: String,
+    /// Security groups of the subnet's VPC (default: the VPC's default group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+    /// How long the instance may take to pass its status checks (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_minutes: Option<u32>,
 }
 
 impl Destination {
@@ -179,6 +199,60 @@ pub struct Evidence {
     /// What wire-destination pointed at the verified replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wiring: Option<WiringEvidence>,
+    /// The boot check's instance, while it boots and once it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_check: Option<BootCheck>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BootStatus {
+    /// Launched; the state machine waits `nextCheckSeconds` and checks again.
+    Booting,
+    /// Running, both status checks ok, every volume under the destination key; terminated.
+    Passed,
+}
+
+/// One boot check: the instance launched from the replica, what it showed, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootCheck {
+    pub status: BootStatus,
+    pub image_id: String,
+    pub instance_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    /// Instances this check launched (another one when its instance vanished before a verdict).
+    pub launches: u32,
+    /// Unix seconds: RunInstances answered; the first check that saw `running`; the first that
+    /// saw both status checks `ok` (observed times: at most one wait late).
+    pub launched_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_ok_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_running: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_status_ok: Option<u64>,
+    /// Every volume attached to the instance, under the key it came up with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<BootVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated_at: Option<u64>,
+    pub next_check_seconds: u64,
+    #[serde(default)]
+    pub checks: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootVolume {
+    pub volume_id: String,
+    pub device_name: String,
+    pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl Evidence {
@@ -188,6 +262,7 @@ impl Evidence {
             && self.lineage.is_none()
             && self.fsr.is_none()
             && self.wiring.is_none()
+            && self.boot_check.is_none()
     }
 }
 

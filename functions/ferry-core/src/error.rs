@@ -11,6 +11,23 @@ pub struct SnapshotFinding {
     pub problem: String,
 }
 
+/// One volume of a boot-check instance that is not under the destination key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeFinding {
+    pub volume_id: String,
+    pub device_name: String,
+    pub problem: String,
+}
+
+fn list_volumes(findings: &[VolumeFinding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("{} at {} ({})", f.volume_id, f.device_name, f.problem))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn list(findings: &[SnapshotFinding]) -> String {
     findings
         .iter()
@@ -123,6 +140,38 @@ pub enum FerryError {
         image_id: String,
         found: String,
     },
+    /// boot-check: EC2 refused to launch the boot-check instance, or ended it while it booted
+    /// (an unusable volume key, capacity, a subnet or instance type the Region does not have).
+    #[error("boot check of {image_id} in {region}: the instance was not launched or did not boot: {reason}")]
+    BootCheckLaunchRefused {
+        image_id: String,
+        region: String,
+        reason: String,
+    },
+    /// boot-check: the instance ran but failed an EC2 status check.
+    #[error("boot check of {image_id}: instance {instance_id} failed its {check} status check ({detail}); it was terminated")]
+    BootCheckStatusFailed {
+        image_id: String,
+        instance_id: String,
+        check: String,
+        detail: String,
+    },
+    /// boot-check: a volume of the launched instance is not encrypted under the destination key.
+    #[error("boot check of {image_id}: instance {instance_id} came up with volumes not under {expected_key_arn}: {}; it was terminated", list_volumes(.findings))]
+    BootCheckWrongKey {
+        image_id: String,
+        instance_id: String,
+        expected_key_arn: String,
+        findings: Vec<VolumeFinding>,
+    },
+    /// boot-check: the instance did not pass its status checks within the request's limit.
+    #[error("boot check of {image_id}: instance {instance_id} was still {state} after {minutes} minutes; it was terminated")]
+    BootCheckTimedOut {
+        image_id: String,
+        instance_id: String,
+        state: String,
+        minutes: u32,
+    },
     #[error("the evidence event was not published: {reason}")]
     PublishFailed { reason: String },
     #[error("AWS throttled {operation} after the SDK's retries: {message}")]
@@ -137,7 +186,7 @@ pub enum FerryError {
 
 impl FerryError {
     /// Every error name, declared once; the ASL and the README use these verbatim.
-    pub const NAMES: [&'static str; 23] = [
+    pub const NAMES: [&'static str; 27] = [
         "InvalidRequest",
         "SourceNotFound",
         "SourceNotReady",
@@ -158,6 +207,10 @@ impl FerryError {
         "FsrQuotaExceeded",
         "LaunchTemplateNotFound",
         "ParameterNotWritten",
+        "BootCheckLaunchRefused",
+        "BootCheckStatusFailed",
+        "BootCheckWrongKey",
+        "BootCheckTimedOut",
         "PublishFailed",
         "Throttled",
         "AwsError",
@@ -187,6 +240,10 @@ impl FerryError {
             FsrQuotaExceeded { .. } => "FsrQuotaExceeded",
             LaunchTemplateNotFound { .. } => "LaunchTemplateNotFound",
             ParameterNotWritten { .. } => "ParameterNotWritten",
+            BootCheckLaunchRefused { .. } => "BootCheckLaunchRefused",
+            BootCheckStatusFailed { .. } => "BootCheckStatusFailed",
+            BootCheckWrongKey { .. } => "BootCheckWrongKey",
+            BootCheckTimedOut { .. } => "BootCheckTimedOut",
             PublishFailed { .. } => "PublishFailed",
             Throttled { .. } => "Throttled",
             AwsError { .. } => "AwsError",
@@ -234,6 +291,10 @@ impl FerryError {
             FsrQuotaExceeded { .. } => "disable FSR on other snapshots in that Region, or drop failWhenQuotaFull",
             LaunchTemplateNotFound { .. } => "create the launch template in the destination Region, or drop it from destination.launchTemplates; then rerun",
             ParameterNotWritten { .. } => "check that the replica is available and that ferry may ec2:DescribeImages it (SSM validates with the caller's rights); then rerun: the verified replica is reused",
+            BootCheckLaunchRefused { .. } => "check destination.bootCheck (subnet, security groups and instance type of the destination Region) and the destination key's state; then rerun: the verified replica is reused",
+            BootCheckStatusFailed { .. } => "the replica did not boot healthy: read its console output from a manual launch before using it",
+            BootCheckWrongKey { .. } => "a volume launched from the replica is not under the destination key: do not launch from it; investigate the AMI's mappings and EBS defaults",
+            BootCheckTimedOut { .. } => "the instance did not pass status checks in time: raise bootCheck.timeoutMinutes or try another instance type; then rerun",
             PublishFailed { .. } => "check the event bus name and permissions, then rerun: the verified replica is reused and only the evidence is published",
             Throttled { .. } => "AWS is throttling this account; rerun later or lower concurrency",
             AwsError { .. } => "check credentials, Region and endpoint; the message above is AWS's own",
@@ -371,6 +432,33 @@ mod tests {
                 region: s(),
                 image_id: s(),
                 found: s(),
+            },
+            BootCheckLaunchRefused {
+                image_id: s(),
+                region: s(),
+                reason: s(),
+            },
+            BootCheckStatusFailed {
+                image_id: s(),
+                instance_id: s(),
+                check: s(),
+                detail: s(),
+            },
+            BootCheckWrongKey {
+                image_id: s(),
+                instance_id: s(),
+                expected_key_arn: s(),
+                findings: vec![VolumeFinding {
+                    volume_id: s(),
+                    device_name: s(),
+                    problem: s(),
+                }],
+            },
+            BootCheckTimedOut {
+                image_id: s(),
+                instance_id: s(),
+                state: s(),
+                minutes: 15,
             },
             PublishFailed { reason: s() },
             Throttled {

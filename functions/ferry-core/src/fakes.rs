@@ -13,10 +13,11 @@ use crate::adapters::ec2::PAGE_SIZE;
 use crate::config::Config;
 use crate::deps::Deps;
 use crate::ports::{
-    AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events, FastRestore,
-    FsrChange, FsrFailure, FsrState, ImageInfo, Images, KeyInfo, Keys, LaunchTemplateInfo,
-    LaunchTemplates, NewTemplateVersion, ParameterInfo, Parameters, SnapshotInfo, Snapshots, Tag,
-    Tagging, TemplateMapping, TemplateVersionInfo, WorkStore,
+    AttachedVolume, AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events,
+    FastRestore, FsrChange, FsrFailure, FsrState, ImageInfo, Images, InstanceInfo, Instances,
+    KeyInfo, Keys, LaunchRequest, LaunchTemplateInfo, LaunchTemplates, NewTemplateVersion,
+    ParameterInfo, Parameters, SnapshotInfo, Snapshots, StatusChecks, Tag, Tagging,
+    TemplateMapping, TemplateVersionInfo, VolumeInfo, WorkStore,
 };
 use crate::rules::fsr::is_active;
 
@@ -731,6 +732,283 @@ impl Parameters for FakeParameters {
     }
 }
 
+/// One instance in memory: as DescribeInstances and DescribeInstanceStatus would show it, and
+/// its volumes.
+#[derive(Debug, Clone, Default)]
+pub struct FakeInstance {
+    pub region: String,
+    pub info: InstanceInfo,
+    pub checks: Option<StatusChecks>,
+    pub volumes: Vec<VolumeInfo>,
+    pub request: Option<LaunchRequest>,
+}
+
+/// EC2 instances in memory. A launch makes one `pending` instance from an image of [`FakeEc2`],
+/// one volume per device under its snapshot's key (as EBS does); a repeated ClientToken answers
+/// the same instance (other parameters: `IdempotentParameterMismatch`). Tests move instances
+/// along with [`FakeInstances::set_state`] and [`FakeInstances::set_checks`].
+pub struct FakeInstances {
+    pub ec2: Arc<FakeEc2>,
+    pub instances: Mutex<Vec<FakeInstance>>,
+    pub tokens: Mutex<BTreeMap<String, (LaunchRequest, String)>>,
+    /// The next launch fails with this error.
+    pub refuse_next: Mutex<Option<AwsError>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeInstances {
+    pub fn new(ec2: Arc<FakeEc2>) -> Self {
+        FakeInstances {
+            ec2,
+            instances: Mutex::default(),
+            tokens: Mutex::default(),
+            refuse_next: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+
+    fn count(&self, action: &'static str) {
+        *self.calls.lock().unwrap().entry(action).or_insert(0) += 1;
+    }
+
+    pub fn calls_of(&self, action: &str) -> usize {
+        self.calls.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    pub fn instance(&self, instance_id: &str) -> Option<FakeInstance> {
+        self.instances
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|i| i.info.instance_id == instance_id)
+            .cloned()
+    }
+
+    /// Instances neither `shutting-down` nor `terminated`.
+    pub fn live(&self) -> Vec<FakeInstance> {
+        self.instances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| !matches!(i.info.state.as_str(), "shutting-down" | "terminated"))
+            .cloned()
+            .collect()
+    }
+
+    fn with_instance<T>(&self, instance_id: &str, f: impl FnOnce(&mut FakeInstance) -> T) -> T {
+        let mut instances = self.instances.lock().unwrap();
+        let instance = instances
+            .iter_mut()
+            .find(|i| i.info.instance_id == instance_id)
+            .unwrap_or_else(|| panic!("no instance {instance_id}"));
+        f(instance)
+    }
+
+    pub fn set_state(&self, instance_id: &str, state: &str, reason: Option<&str>) {
+        self.with_instance(instance_id, |i| {
+            i.info.state = state.into();
+            i.info.state_reason = reason.map(str::to_string);
+        });
+    }
+
+    pub fn set_checks(&self, instance_id: &str, system: &str, instance: &str) {
+        self.with_instance(instance_id, |i| {
+            i.checks = Some(StatusChecks {
+                system: system.into(),
+                instance: instance.into(),
+                detail: (system == "impaired" || instance == "impaired")
+                    .then(|| "reachability failed".to_string()),
+            });
+        });
+    }
+
+    /// Puts every volume of the instance under `key` (a launch that ignored the AMI's key).
+    pub fn rekey_volumes(&self, instance_id: &str, key: &str) {
+        self.with_instance(instance_id, |i| {
+            for volume in &mut i.volumes {
+                volume.encrypted = true;
+                volume.kms_key_id = Some(key.into());
+            }
+        });
+    }
+
+    /// An instance someone else runs, with `tags`.
+    pub fn add_instance(&self, region: &str, info: InstanceInfo) {
+        self.instances.lock().unwrap().push(FakeInstance {
+            region: region.into(),
+            info,
+            ..Default::default()
+        });
+    }
+}
+
+#[async_trait]
+impl Instances for FakeInstances {
+    async fn launch(&self, region: &str, request: &LaunchRequest) -> AwsResult<String> {
+        self.count("RunInstances");
+        if let Some(error) = self.refuse_next.lock().unwrap().take() {
+            return Err(error);
+        }
+        if let Some((earlier, id)) = self.tokens.lock().unwrap().get(&request.client_token) {
+            return if earlier == request {
+                Ok(id.clone())
+            } else {
+                Err(AwsError::Service {
+                    code: "IdempotentParameterMismatch".into(),
+                    message: "the ClientToken was used with other parameters".into(),
+                })
+            };
+        }
+        let image = self
+            .ec2
+            .images
+            .lock()
+            .unwrap()
+            .get(region)
+            .and_then(|images| {
+                images
+                    .iter()
+                    .find(|i| i.image_id == request.image_id)
+                    .cloned()
+            })
+            .ok_or_else(|| AwsError::Service {
+                code: "InvalidAMIID.NotFound".into(),
+                message: format!("The image id '[{}]' does not exist", request.image_id),
+            })?;
+        let snapshots = self
+            .ec2
+            .snapshots
+            .lock()
+            .unwrap()
+            .get(region)
+            .cloned()
+            .unwrap_or_default();
+        let mut instances = self.instances.lock().unwrap();
+        let instance_id = format!("i-{:017x}", instances.len() + 1);
+        let volumes: Vec<(AttachedVolume, VolumeInfo)> = image
+            .snapshots
+            .iter()
+            .enumerate()
+            .map(|(n, device)| {
+                let volume_id = format!("vol-{:08x}{:09x}", instances.len() + 1, n);
+                let snapshot = snapshots
+                    .iter()
+                    .find(|s| s.snapshot_id == device.snapshot_id);
+                (
+                    AttachedVolume {
+                        device_name: device.device_name.clone(),
+                        volume_id: volume_id.clone(),
+                    },
+                    VolumeInfo {
+                        volume_id,
+                        encrypted: snapshot.is_some_and(|s| s.encrypted),
+                        kms_key_id: snapshot.and_then(|s| s.kms_key_id.clone()),
+                    },
+                )
+            })
+            .collect();
+        instances.push(FakeInstance {
+            region: region.into(),
+            info: InstanceInfo {
+                instance_id: instance_id.clone(),
+                state: "pending".into(),
+                image_id: Some(request.image_id.clone()),
+                tags: request.tags.clone(),
+                volumes: volumes.iter().map(|(a, _)| a.clone()).collect(),
+                ..Default::default()
+            },
+            checks: None,
+            volumes: volumes.into_iter().map(|(_, v)| v).collect(),
+            request: Some(request.clone()),
+        });
+        self.tokens.lock().unwrap().insert(
+            request.client_token.clone(),
+            (request.clone(), instance_id.clone()),
+        );
+        Ok(instance_id)
+    }
+
+    async fn describe_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+    ) -> AwsResult<Option<InstanceInfo>> {
+        self.count("DescribeInstances");
+        Ok(self
+            .instance(instance_id)
+            .filter(|i| i.region == region)
+            .map(|i| i.info))
+    }
+
+    async fn status_checks(
+        &self,
+        region: &str,
+        instance_id: &str,
+    ) -> AwsResult<Option<StatusChecks>> {
+        self.count("DescribeInstanceStatus");
+        Ok(self
+            .instance(instance_id)
+            .filter(|i| i.region == region)
+            .and_then(|i| i.checks))
+    }
+
+    async fn describe_volumes(
+        &self,
+        region: &str,
+        volume_ids: &[String],
+    ) -> AwsResult<Vec<VolumeInfo>> {
+        self.count("DescribeVolumes");
+        Ok(self
+            .instances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.region == region)
+            .flat_map(|i| i.volumes.iter())
+            .filter(|v| volume_ids.contains(&v.volume_id))
+            .cloned()
+            .collect())
+    }
+
+    async fn find_instances_tagged(
+        &self,
+        region: &str,
+        tags: &[Tag],
+    ) -> AwsResult<Vec<InstanceInfo>> {
+        self.count("DescribeInstances");
+        Ok(self
+            .instances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.region == region && i.info.state != "terminated")
+            .filter(|i| carries(&i.info.tags, tags))
+            .map(|i| i.info.clone())
+            .collect())
+    }
+
+    async fn terminate(&self, region: &str, instance_ids: &[String]) -> AwsResult<()> {
+        self.count("TerminateInstances");
+        for id in instance_ids {
+            let found = self.instance(id).filter(|i| i.region == region);
+            if found.is_none() {
+                return Err(AwsError::Service {
+                    code: "InvalidInstanceID.NotFound".into(),
+                    message: format!("The instance ID '{id}' does not exist"),
+                });
+            }
+            self.with_instance(id, |i| {
+                if i.info.state != "terminated" {
+                    i.info.state = "shutting-down".into();
+                    i.info.state_reason =
+                        Some("Client.UserInitiatedShutdown: User initiated shutdown".into());
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The fakes behind one set of handler dependencies.
 pub struct FakeWorld {
     pub ec2: Arc<FakeEc2>,
@@ -739,6 +1017,8 @@ pub struct FakeWorld {
     pub events: Arc<FakeEvents>,
     pub launch_templates: Arc<FakeLaunchTemplates>,
     pub parameters: Arc<FakeParameters>,
+    pub instances: Arc<FakeInstances>,
+    pub clock: Arc<FixedClock>,
     pub deps: Deps,
 }
 
@@ -751,6 +1031,8 @@ impl FakeWorld {
         let events = Arc::new(FakeEvents::default());
         let launch_templates = Arc::new(FakeLaunchTemplates::default());
         let parameters = Arc::new(FakeParameters::new(ec2.clone()));
+        let instances = Arc::new(FakeInstances::new(ec2.clone()));
+        let clock = Arc::new(FixedClock(AtomicU64::new(1_764_547_200)));
         let config = Config {
             work_bucket: config.work_bucket.or_else(|| Some("ferry-work".into())),
             ..config
@@ -765,8 +1047,9 @@ impl FakeWorld {
             events: events.clone(),
             launch_templates: launch_templates.clone(),
             parameters: parameters.clone(),
+            instances: instances.clone(),
             work: store.clone(),
-            clock: Arc::new(FixedClock(AtomicU64::new(1_764_547_200))),
+            clock: clock.clone(),
         };
         FakeWorld {
             ec2,
@@ -775,8 +1058,15 @@ impl FakeWorld {
             events,
             launch_templates,
             parameters,
+            instances,
+            clock,
             deps,
         }
+    }
+
+    /// Sets the clock every handler reads (Unix seconds).
+    pub fn set_clock(&self, now: u64) {
+        self.clock.0.store(now, Ordering::SeqCst);
     }
 }
 

@@ -1,7 +1,9 @@
 //! One replication, run in-process the way the deployed definition
 //! (`statemachine/replication.asl.json`) runs it: StartCopy; then Wait the copy's
-//! `nextCheckSeconds` and CheckCopy until the copy settles; then VerifyEncryption,
-//! WireDestination, TagLineage and EnableFsr. Each step retries the same error names with the same attempts and backoff as
+//! `nextCheckSeconds` and CheckCopy until the copy settles; then VerifyEncryption, BootCheck
+//! (waiting its `nextCheckSeconds` while the instance boots; after a failure, its `end`
+//! terminates the instance as the definition's EndBootCheck does), WireDestination, TagLineage
+//! and EnableFsr. Each step retries the same error names with the same attempts and backoff as
 //! the definition's Retry blocks ([`RETRIES`]); a failure publishes the same "Replication Failed"
 //! event ([`REPORT_RETRY`]) and ends with the same error name. The CLI and the test harness run
 //! replications through it, and a test runs the same scenarios through both.
@@ -15,8 +17,9 @@ use async_trait::async_trait;
 use tracing::warn;
 
 use crate::deps::Deps;
-use crate::document::{CopyState, CopyStatus, Replication};
+use crate::document::{BootCheck, BootStatus, CopyState, CopyStatus, Replication};
 use crate::error::FerryError;
+use crate::handlers::boot_check::end as end_boot_check;
 use crate::handlers::Step;
 
 /// A Retry block of the definition: which error names it retries, how many times, and the
@@ -103,6 +106,8 @@ pub enum Stage<'a> {
     Running(Step),
     /// The copy is in flight; the next check is `copy.next_check_seconds` away.
     Copying(&'a CopyState),
+    /// The boot-check instance is booting; the next look is `check.next_check_seconds` away.
+    Booting(&'a BootCheck),
     /// A step failed with a retried error; it runs again after `seconds`.
     Retrying {
         step: Step,
@@ -154,6 +159,36 @@ impl Flow<'_> {
         }
     }
 
+    /// Launches the boot check (when the destination asks for one) and looks again after each
+    /// `nextCheckSeconds` until it has a verdict. On a failure, this replication's boot-check
+    /// instances are terminated before the error is returned.
+    async fn follow_boot_check(
+        &self,
+        mut document: Replication,
+    ) -> Result<Replication, FerryError> {
+        loop {
+            match self.step(Step::BootCheck, &document).await {
+                Ok(next) => document = next,
+                Err(error) => {
+                    if let Some(replication_id) = &document.replication_id {
+                        let region = &document.destination.region;
+                        if let Err(lost) = end_boot_check(self.deps, replication_id, region).await {
+                            warn!(error = %lost, "ending the boot check failed: the sweep terminates its instance");
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+            match &document.evidence.boot_check {
+                Some(check) if check.status == BootStatus::Booting => {
+                    self.observe.stage(Stage::Booting(check));
+                    self.pause.pause(check.next_check_seconds as f64).await;
+                }
+                _ => return Ok(document),
+            }
+        }
+    }
+
     /// On error, `document` is the input of the state that failed, as the definition's Catch
     /// leaves it.
     async fn run(&self, document: &mut Replication) -> Result<(), FerryError> {
@@ -166,12 +201,9 @@ impl Flow<'_> {
                 reason: copy.failure.clone().unwrap_or_default(),
             });
         }
-        for step in [
-            Step::VerifyEncryption,
-            Step::WireDestination,
-            Step::TagLineage,
-            Step::EnableFsr,
-        ] {
+        *document = self.step(Step::VerifyEncryption, document).await?;
+        *document = self.follow_boot_check(document.clone()).await?;
+        for step in [Step::WireDestination, Step::TagLineage, Step::EnableFsr] {
             *document = self.step(step, document).await?;
         }
         Ok(())

@@ -38,8 +38,9 @@ pub struct Plan {
     pub results_prefix: String,
     /// One entry per destination Region with work (at most the policy's 16 destinations).
     pub regions: Vec<RegionWork>,
-    /// Destination Regions the scheduled step checks for FSR that is due to be disabled.
-    pub fsr_regions: Vec<String>,
+    /// Destination Regions the scheduled step sweeps: FSR due to be disabled, boot-check
+    /// instances past their limit.
+    pub sweep_regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{FsrOptions, LaunchTemplateRef};
+use crate::document::{BootCheckRequest, FsrOptions, LaunchTemplateRef};
+use crate::error::FerryError;
+use crate::rules::boot_check::check_boot_check;
 use crate::rules::request::is_region;
 use crate::rules::wiring::{check_parameter_name, check_templates};
 
@@ -57,6 +59,9 @@ pub struct PolicyDestination {
     /// AMI replications only: the `aws:ec2:image` SSM parameter set to the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm_parameter: Option<String>,
+    /// AMI replications only: boot one instance from each verified replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_check: Option<BootCheckRequest>,
 }
 
 /// Why a policy document is refused; each message says what to fix.
@@ -125,6 +130,17 @@ impl Policy {
             if let Some(name) = &destination.ssm_parameter {
                 check_parameter_name(name).map_err(|reason| invalid("ssmParameter", reason))?;
             }
+            check_boot_check(destination.boot_check.as_ref(), true).map_err(|error| {
+                invalid(
+                    "bootCheck",
+                    match error {
+                        FerryError::InvalidRequest { field, reason } => {
+                            format!("{field}: {reason}")
+                        }
+                        other => other.to_string(),
+                    },
+                )
+            })?;
         }
         Ok(policy)
     }

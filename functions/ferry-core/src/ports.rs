@@ -359,3 +359,88 @@ pub trait Parameters: Send + Sync {
     /// answered. SSM validates the value asynchronously: success does not mean it was stored.
     async fn put_image_id(&self, region: &str, name: &str, image_id: &str) -> AwsResult<i64>;
 }
+
+/// RunInstances for a boot check: one instance from `image_id` in `subnet_id`, no public IP
+/// address, every resource tagged at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub client_token: String,
+    /// On the instance, its volumes and its network interface, at creation.
+    pub tags: Vec<Tag>,
+    /// The image's devices: each volume is deleted with the instance (its other mapping
+    /// fields, the key included, stay the image's).
+    pub delete_on_termination: Vec<String>,
+}
+
+/// A volume as the instance's block-device mapping names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachedVolume {
+    pub device_name: String,
+    pub volume_id: String,
+}
+
+/// An instance as DescribeInstances reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub state: String,
+    /// `StateReason` as "code: message".
+    pub state_reason: Option<String>,
+    /// `LaunchTime`, Unix milliseconds.
+    pub launched_at_ms: Option<i64>,
+    pub image_id: Option<String>,
+    pub tags: Vec<Tag>,
+    pub volumes: Vec<AttachedVolume>,
+}
+
+/// DescribeInstanceStatus: the system and instance checks (`initializing`, `ok`, `impaired`,
+/// `insufficient-data`, `not-applicable`) and, when one is impaired, its details.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusChecks {
+    pub system: String,
+    pub instance: String,
+    pub detail: Option<String>,
+}
+
+/// A volume as DescribeVolumes reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub volume_id: String,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+}
+
+#[async_trait]
+pub trait Instances: Send + Sync {
+    /// The launched instance's id (the same one again for a repeated `client_token`).
+    async fn launch(&self, region: &str, request: &LaunchRequest) -> AwsResult<String>;
+    /// `Ok(None)` when there is no such instance.
+    async fn describe_instance(
+        &self,
+        region: &str,
+        instance_id: &str,
+    ) -> AwsResult<Option<InstanceInfo>>;
+    /// `Ok(None)` while EC2 reports no status for the instance.
+    async fn status_checks(
+        &self,
+        region: &str,
+        instance_id: &str,
+    ) -> AwsResult<Option<StatusChecks>>;
+    async fn describe_volumes(
+        &self,
+        region: &str,
+        volume_ids: &[String],
+    ) -> AwsResult<Vec<VolumeInfo>>;
+    /// Instances carrying every one of `tags` (empty value: any value) that are not
+    /// `terminated`.
+    async fn find_instances_tagged(
+        &self,
+        region: &str,
+        tags: &[Tag],
+    ) -> AwsResult<Vec<InstanceInfo>>;
+    async fn terminate(&self, region: &str, instance_ids: &[String]) -> AwsResult<()>;
+}

@@ -227,7 +227,7 @@ async fn a_sweep_plans_each_selected_source_to_every_other_destination_lacking_a
     assert_eq!(plan["trigger"], "sweep");
     assert_eq!(plan["replicationCount"], 4);
     assert_eq!(plan["alreadyReplicated"], 1);
-    assert_eq!(plan["fsrRegions"], json!([WEST, EUROPE]));
+    assert_eq!(plan["sweepRegions"], json!([WEST, EUROPE]));
     for item in &items {
         let replication = &item["replication"];
         assert_eq!(replication["executionId"], EXECUTION);

@@ -99,8 +99,8 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
     let tasks = lambda_tasks();
     assert_eq!(
         tasks.len(),
-        9,
-        "plan, disable due FSR and summarize; start, check, verify, wire, tag and enable FSR"
+        12,
+        "plan, disable due FSR, sweep boot checks and summarize; start, check, verify, boot check, end boot check, wire, tag and enable FSR"
     );
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
@@ -195,6 +195,7 @@ fn function_arns_come_from_definition_substitutions() {
         "StartCopyFunctionArn",
         "CheckCopyFunctionArn",
         "VerifyEncryptionFunctionArn",
+        "BootCheckFunctionArn",
         "WireDestinationFunctionArn",
         "TagLineageFunctionArn",
         "EnableFsrFunctionArn",
@@ -251,7 +252,49 @@ fn nothing_that_passes_through_a_state_is_a_list_of_sources() {
             .as_object()
             .unwrap()
             .values()
-            .all(|s| s["Type"] != "Wait" || s["SecondsPath"] == "$.copy.nextCheckSeconds"),
-        "the only wait is between copy checks: FSR is disabled by the scheduled step"
+            .all(|s| s["Type"] != "Wait"
+                || s["SecondsPath"] == "$.copy.nextCheckSeconds"
+                || s["SecondsPath"] == "$.evidence.bootCheck.nextCheckSeconds"),
+        "the only waits are between copy checks and boot-check looks: FSR is disabled by the scheduled step"
+    );
+}
+
+#[test]
+fn a_boot_check_waits_as_data_and_every_failure_after_its_launch_terminates_its_instance() {
+    let replication = definition("replication.asl.json");
+    let states = &replication["States"];
+    assert_eq!(states["VerifyEncryption"]["Next"], "BootCheck");
+    let boot = &states["BootCheck"];
+    assert_eq!(boot["Parameters"]["run.$"], "$$.Execution.Id");
+    assert_eq!(boot["Next"], "BootCheckDone");
+    assert_eq!(states["BootCheckDone"]["Default"], "WireDestination");
+    assert_eq!(
+        states["BootCheckDone"]["Choices"][0]["Next"], "WaitForBoot",
+        "a booting instance is waited for by the state machine, not by the Lambda"
+    );
+    assert_eq!(
+        states["WaitForBoot"]["SecondsPath"],
+        "$.evidence.bootCheck.nextCheckSeconds"
+    );
+    assert_eq!(states["WaitForBoot"]["Next"], "BootCheck");
+    for catch in boot["Catch"].as_array().unwrap() {
+        assert_eq!(catch["Next"], "EndBootCheck", "crashes included");
+        assert_eq!(catch["ResultPath"], "$.failure");
+    }
+    let end = &states["EndBootCheck"];
+    assert_eq!(end["Parameters"]["operation"], "end");
+    assert_eq!(end["Next"], "ReportFailure");
+    for catch in end["Catch"].as_array().unwrap() {
+        assert_eq!(catch["Next"], "ReportFailure");
+        assert_ne!(
+            catch["ResultPath"], "$.failure",
+            "the original failure is what the execution ends with"
+        );
+    }
+    let run = definition("ferry.asl.json");
+    assert_eq!(run["States"]["DisableDueFsr"]["Next"], "SweepBootChecks");
+    assert_eq!(
+        run["States"]["SweepBootChecks"]["Parameters"]["operation"],
+        "sweep"
     );
 }

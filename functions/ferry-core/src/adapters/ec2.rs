@@ -36,7 +36,7 @@ impl Ec2Adapter {
     }
 }
 
-fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
+pub(super) fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
     tags.iter()
         .map(|t| {
             aws_sdk_ec2::types::Tag::builder()
@@ -47,14 +47,14 @@ fn sdk_tags(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
         .collect()
 }
 
-fn domain_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
+pub(super) fn domain_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
     tags.iter()
         .map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
         .collect()
 }
 
 /// `tag:KEY=VALUE` filters; an empty value asks only for the key (`tag-key`).
-fn tag_filters(tags: &[Tag]) -> Vec<Filter> {
+pub(super) fn tag_filters(tags: &[Tag]) -> Vec<Filter> {
     tags.iter()
         .map(|t| match t.value.as_str() {
             "" => Filter::builder().name("tag-key").values(&t.key).build(),
@@ -66,7 +66,7 @@ fn tag_filters(tags: &[Tag]) -> Vec<Filter> {
         .collect()
 }
 
-fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecification {
+pub(super) fn tag_specification(resource_type: ResourceType, tags: &[Tag]) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(resource_type)
         .set_tags(Some(sdk_tags(tags)))

@@ -3,6 +3,7 @@
 pub mod associated_keys;
 pub mod ec2;
 pub mod events;
+pub mod instances;
 pub mod kms;
 pub mod launch_templates;
 pub mod s3;

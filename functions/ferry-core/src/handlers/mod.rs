@@ -1,5 +1,6 @@
 //! The steps of one replication. Each takes the replication document and returns it enriched.
 
+pub mod boot_check;
 pub mod check_copy;
 pub mod enable_fsr;
 pub mod plan;
@@ -23,6 +24,9 @@ pub enum Step {
     StartCopy,
     CheckCopy,
     VerifyEncryption,
+    /// Only for an AMI whose destination asks for a boot check; passes the document through
+    /// otherwise. Returns `evidence.bootCheck.status = booting` until it has a verdict.
+    BootCheck,
     /// Only for an AMI whose destination names launch templates or an SSM parameter; passes
     /// the document through otherwise.
     WireDestination,
@@ -39,6 +43,13 @@ impl Step {
             Step::StartCopy => start_copy::handle(deps, input).await,
             Step::CheckCopy => check_copy::handle(deps, input).await,
             Step::VerifyEncryption => verify_encryption::handle(deps, input).await,
+            Step::BootCheck => match boot_check::handle(deps, input).await? {
+                boot_check::BootCheckOutput::Document(document) => Ok(*document),
+                boot_check::BootCheckOutput::Terminated { .. } => Err(FerryError::invalid(
+                    "operation",
+                    "a replication document is boot-checked; end and sweep are operations of their own",
+                )),
+            },
             Step::WireDestination => wire_destination::handle(deps, input).await,
             Step::TagLineage => tag_lineage::handle(deps, input).await,
             Step::EnableFsr => match enable_fsr::handle(deps, input).await? {
@@ -66,9 +77,80 @@ pub async fn run_step(
         Step::StartCopy => json(start_copy::handle(deps, input).await?),
         Step::CheckCopy => json(check_copy::handle(deps, input).await?),
         Step::VerifyEncryption => json(verify_encryption::handle(deps, input).await?),
+        Step::BootCheck => json(boot_check::handle(deps, input).await?),
         Step::WireDestination => json(wire_destination::handle(deps, input).await?),
         Step::TagLineage => json(tag_lineage::handle(deps, input).await?),
         Step::EnableFsr => json(enable_fsr::handle(deps, input).await?),
+    }
+}
+
+/// A verified replica AMI: what wiring and the boot check act on.
+pub(crate) struct VerifiedReplica {
+    pub replication_id: String,
+    pub image_id: String,
+    pub key_arn: String,
+    pub region: String,
+}
+
+/// The replica, only once verification has passed for it under the document's key.
+pub(crate) fn verified_replica(document: &Replication) -> Result<VerifiedReplica, FerryError> {
+    let verification = document.evidence.verification.as_ref().ok_or_else(|| {
+        FerryError::invalid(
+            "evidence.verification",
+            "missing: run verify-encryption first; only a verified replica is wired or booted",
+        )
+    })?;
+    let key = document.resolved_key()?;
+    if verification.key_arn != key.arn {
+        return Err(FerryError::invalid(
+            "evidence.verification.keyArn",
+            format!(
+                "{} is not the document's key {}: rerun verify-encryption",
+                verification.key_arn, key.arn
+            ),
+        ));
+    }
+    let image_id = document.copy_state()?.destination_id.clone();
+    if !image_id.starts_with("ami-") {
+        return Err(FerryError::invalid(
+            "copy.destinationId",
+            format!("{image_id} is not an AMI: only AMI replicas are wired or booted"),
+        ));
+    }
+    let replication_id = document
+        .replication_id
+        .clone()
+        .ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
+    Ok(VerifiedReplica {
+        replication_id,
+        image_id,
+        key_arn: verification.key_arn.clone(),
+        region: document.destination.region.clone(),
+    })
+}
+
+/// The replica as EC2 has it now: a document verified long ago (a console rerun) never points a
+/// template or parameter at (or boots) an image deregistered since. (SSM's own validation of an
+/// `aws:ec2:image` value also needs the caller's `ec2:DescribeImages`.)
+pub(crate) async fn still_available(
+    deps: &Deps,
+    replica: &VerifiedReplica,
+) -> Result<ImageInfo, FerryError> {
+    let image = deps
+        .images
+        .describe_image(&replica.region, &replica.image_id)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
+    match image {
+        Some(image) if image.state == "available" => Ok(image),
+        other => Err(FerryError::ReplicaIncomplete {
+            destination_id: replica.image_id.clone(),
+            reason: format!(
+                "{} in {} since verification: nothing points at it or boots it",
+                other.map_or_else(|| "not found".to_string(), |i| i.state),
+                replica.region
+            ),
+        }),
     }
 }
 

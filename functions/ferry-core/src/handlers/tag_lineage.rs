@@ -10,6 +10,7 @@ use crate::document::{LineageEvidence, Replication};
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
 use crate::ports::Tag;
+use crate::rules::boot_check::boot_checked_tag;
 use crate::rules::lineage::{self, as_map, evidence_published, lineage_tags, rfc3339};
 
 pub const SUCCEEDED: &str = "Replication Succeeded";
@@ -35,7 +36,9 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     common.push(Tag::new(lineage::VERIFIED_AT, &verified_at));
     let mut plan = vec![];
     if destination_id.starts_with("ami-") {
-        plan.push((destination_id.clone(), common.clone()));
+        let mut tags = common.clone();
+        tags.extend(boot_checked(&document));
+        plan.push((destination_id.clone(), tags));
     }
     for snapshot in &verification.snapshots {
         let mut tags = common.clone();
@@ -82,6 +85,19 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         .map_err(|e| aws_failure("ec2:CreateTags", e))?;
     info!(replication_id = %id, resources = tagged.len(), "lineage tagged and evidence published");
     Ok(document)
+}
+
+/// `ferry:boot-checked` for a replica whose boot check passed.
+fn boot_checked(document: &crate::document::Replication) -> Option<Tag> {
+    let check = document.evidence.boot_check.as_ref()?;
+    (check.status == crate::document::BootStatus::Passed).then(|| {
+        boot_checked_tag(
+            check.status_ok_at.unwrap_or(check.launched_at),
+            &check.instance_type,
+            check.seconds_to_running.unwrap_or_default(),
+            check.seconds_to_status_ok.unwrap_or_default(),
+        )
+    })
 }
 
 /// The replica's tags as EC2 has them now (none if it is gone: verification just saw it).

@@ -17,20 +17,12 @@ use crate::document::{
     LaunchTemplateRef, Replication, SourceKind, WiredParameter, WiredTemplate, WiringEvidence,
 };
 use crate::error::FerryError;
-use crate::handlers::aws_failure;
+use crate::handlers::{aws_failure, still_available, verified_replica, VerifiedReplica as Replica};
 use crate::ports::{AwsError, NewTemplateVersion};
 use crate::rules::wiring::{
     check_wiring, encrypt_mappings, is_own_version, is_template_not_found, version_description,
     version_token,
 };
-
-/// What a replica is wired with: the ids the wiring needs from a verified document.
-struct Replica {
-    replication_id: String,
-    image_id: String,
-    key_arn: String,
-    region: String,
-}
 
 pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replication, FerryError> {
     let mut document = Replication::from_json(payload)?;
@@ -45,7 +37,7 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
         kind == SourceKind::Image,
     )?;
     let replica = verified_replica(&document)?;
-    check_still_available(deps, &replica).await?;
+    still_available(deps, &replica).await?;
 
     let mut evidence = WiringEvidence::default();
     for template in &destination.launch_templates {
@@ -65,65 +57,6 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     );
     document.evidence.wiring = Some(evidence);
     Ok(document)
-}
-
-/// The replica, only once verification has passed for it under the document's key.
-fn verified_replica(document: &Replication) -> Result<Replica, FerryError> {
-    let verification = document.evidence.verification.as_ref().ok_or_else(|| {
-        FerryError::invalid(
-            "evidence.verification",
-            "missing: run verify-encryption first; only a verified replica is wired",
-        )
-    })?;
-    let key = document.resolved_key()?;
-    if verification.key_arn != key.arn {
-        return Err(FerryError::invalid(
-            "evidence.verification.keyArn",
-            format!(
-                "{} is not the document's key {}: rerun verify-encryption",
-                verification.key_arn, key.arn
-            ),
-        ));
-    }
-    let image_id = document.copy_state()?.destination_id.clone();
-    if !image_id.starts_with("ami-") {
-        return Err(FerryError::invalid(
-            "copy.destinationId",
-            format!("{image_id} is not an AMI: only AMI replicas are wired"),
-        ));
-    }
-    let replication_id = document
-        .replication_id
-        .clone()
-        .ok_or_else(|| FerryError::invalid("replicationId", "missing: run start-copy first"))?;
-    Ok(Replica {
-        replication_id,
-        image_id,
-        key_arn: verification.key_arn.clone(),
-        region: document.destination.region.clone(),
-    })
-}
-
-/// The replica as EC2 has it now: a document verified long ago (a console rerun) never points a
-/// template or parameter at an image deregistered since. (SSM's own validation of an
-/// `aws:ec2:image` value also needs the caller's `ec2:DescribeImages`.)
-async fn check_still_available(deps: &Deps, replica: &Replica) -> Result<(), FerryError> {
-    let image = deps
-        .images
-        .describe_image(&replica.region, &replica.image_id)
-        .await
-        .map_err(|e| aws_failure("ec2:DescribeImages", e))?;
-    match image {
-        Some(image) if image.state == "available" => Ok(()),
-        other => Err(FerryError::ReplicaIncomplete {
-            destination_id: replica.image_id.clone(),
-            reason: format!(
-                "{} in {} since verification: it is not wired",
-                other.map_or_else(|| "not found".to_string(), |i| i.state),
-                replica.region
-            ),
-        }),
-    }
 }
 
 async fn wire_template(

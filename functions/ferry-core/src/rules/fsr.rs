@@ -57,14 +57,9 @@ pub fn disable_at_tag(now: u64, hours: f64) -> Tag {
 }
 
 /// Whether a replica tagged `tags` has FSR due to be disabled at `now`: it carries a
-/// `ferry:fsr-disable-at` no later than now and was not disabled since. Both times are
-/// ferry's fixed-width RFC 3339, so they compare as text.
+/// `ferry:fsr-disable-at` no later than now and was not disabled since.
 pub fn is_due(tags: &[Tag], now: u64) -> bool {
-    let map = lineage::as_map(tags);
-    match (map.get(DISABLE_AT), map.get(DISABLED_AT)) {
-        (Some(at), None) => at.as_str() <= rfc3339(now).as_str(),
-        _ => false,
-    }
+    lineage::time_tag_reached(tags, DISABLE_AT, now) && !tags.iter().any(|t| t.key == DISABLED_AT)
 }
 
 /// Hourly cost of `zones` FSR entries at the us-east-1 price.

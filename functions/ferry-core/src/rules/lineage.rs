@@ -218,6 +218,13 @@ pub fn as_map(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether the time tag `key` among `tags` is no later than `now`. ferry writes times as
+/// fixed-width RFC 3339 ([`rfc3339`]), so they compare as text.
+pub fn time_tag_reached(tags: &[Tag], key: &str, now: u64) -> bool {
+    tags.iter()
+        .any(|t| t.key == key && t.value.as_str() <= rfc3339(now).as_str())
+}
+
 /// RFC 3339 UTC time for a Unix second (days-from-civil inverse, no calendar crate needed).
 pub fn rfc3339(unix_seconds: u64) -> String {
     let days = (unix_seconds / 86_400) as i64;

@@ -1,5 +1,6 @@
 //! ferry's rules as pure functions: no I/O, each unit-tested.
 
+pub mod boot_check;
 pub mod fsr;
 pub mod key;
 pub mod lineage;

@@ -2,6 +2,7 @@
 
 use crate::document::{Replication, SourceKind};
 use crate::error::FerryError;
+use crate::rules::boot_check::check_boot_check;
 use crate::rules::key::arn_region;
 use crate::rules::lineage::check_tag_value;
 use crate::rules::wiring::check_wiring;
@@ -172,6 +173,10 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
     check_wiring(
         &request.destination.launch_templates,
         request.destination.ssm_parameter.as_deref(),
+        kind == SourceKind::Image,
+    )?;
+    check_boot_check(
+        request.destination.boot_check.as_ref(),
         kind == SourceKind::Image,
     )?;
     let options = &request.options;

@@ -21,6 +21,11 @@ TerminateInstances ends them at once. Here:
 - TerminateInstances: ``shutting-down`` for ``instanceShutdownSeconds``, then ``terminated``,
   when the volumes marked DeleteOnTermination are deleted.
 - ``launchVolumeKey`` puts the volumes of the next launched instances under another key.
+- ``ClientToken`` (EC2 developer guide, "Ensuring idempotency in Amazon EC2 API requests"): a
+  repeat with the same token and parameters launches nothing and answers the first call's
+  reservation (same ReservationId and InstanceIds, in their current state, terminated included);
+  the same token with other parameters → ``IdempotentParameterMismatch``; a token is at most 64
+  ASCII characters (else ``InvalidParameterValue``). moto only stores the token on the instance.
 """
 
 from __future__ import annotations
@@ -29,14 +34,23 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from moto.core.responses import ActionResult
 from moto.ec2.exceptions import InvalidAMIIdError
 from moto.ec2.models.instances import Instance, InstanceBackend, InstanceState, StateReason
 from moto.ec2.responses.instances import InstanceResponse
 
 from .. import state
-from .common import ec2_error, key_problem, require_encrypted_for_key, resolve_key_arn
+from .common import (
+    client_params,
+    ec2_error,
+    invalid_value,
+    key_problem,
+    require_encrypted_for_key,
+    resolve_key_arn,
+)
 
 _original_run_instances = InstanceBackend.run_instances
+_original_run_instances_response = InstanceResponse.run_instances
 _original_terminate = Instance.terminate
 _original_instance_status = Instance.instance_status
 _original_system_status = Instance.system_status
@@ -53,11 +67,16 @@ class Timer:
 
 
 TIMERS: list[Timer] = []
+# (account, region, ClientToken) -> (request fingerprint, ReservationId)
+CLIENT_TOKENS: dict[tuple[str, str, str], tuple[str, str]] = {}
+MAX_CLIENT_TOKEN_LEN = 64
+RUN_INSTANCES_STATE_PATH = "RunInstances.Reservation.Instances.Instance.State"
 
 
 def apply() -> None:
     InstanceResponse._parse_block_device_mapping = _raw_block_device_mappings
     InstanceBackend.run_instances = run_instances
+    InstanceResponse.run_instances = run_instances_once
     Instance.terminate = terminate
     Instance.instance_status = property(lambda self: _status(self, "instance"))
     Instance.system_status = property(lambda self: _status(self, "system"))
@@ -142,6 +161,41 @@ def _volume_spec(backend: Any, mapping: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- RunInstances -------------------------------------------------------------------------
+
+
+def run_instances_once(self: InstanceResponse) -> ActionResult:
+    """RunInstances with ``ClientToken`` idempotency: a repeat answers the first reservation."""
+    token = self._get_param("ClientToken")
+    if token is not None and (len(token) > MAX_CLIENT_TOKEN_LEN or not token.isascii()):
+        raise invalid_value(
+            f"Value ({token}) for parameter clientToken is invalid. "
+            f"A client token is a case-sensitive string of up to {MAX_CLIENT_TOKEN_LEN} ASCII characters."
+        )
+    if not token:
+        return _original_run_instances_response(self)
+    backend = self.ec2_backend
+    key = (backend.account_id, backend.region_name, token)
+    with state.LOCK:
+        fingerprint = client_params(self.params)
+        if key in CLIENT_TOKENS:
+            seen_fingerprint, reservation_id = CLIENT_TOKENS[key]
+            if seen_fingerprint != fingerprint:
+                raise ec2_error(
+                    "IdempotentParameterMismatch",
+                    "Arguments on this idempotent request are inconsistent with arguments used in previous request(s).",
+                )
+            self.error_on_dryrun()
+            # moto renders every RunInstances instance as pending; a repeat reports the
+            # instances' current state, as AWS does (this response object only).
+            self.RESPONSE_KEY_PATH_TO_TRANSFORMER = {
+                path: transform
+                for path, transform in self.RESPONSE_KEY_PATH_TO_TRANSFORMER.items()
+                if path != RUN_INSTANCES_STATE_PATH
+            }
+            return ActionResult(backend.reservations[reservation_id])
+        answer = _original_run_instances_response(self)
+        CLIENT_TOKENS[key] = (fingerprint, answer.result.id)
+    return answer
 
 
 def run_instances(

@@ -54,7 +54,7 @@ pub struct Decision {
     pub backing_dropped: usize,
     /// Snapshot copies at once per destination Region.
     pub budget: usize,
-    pub fsr_regions: Vec<String>,
+    pub sweep_regions: Vec<String>,
 }
 
 impl Decision {
@@ -67,7 +67,7 @@ impl Decision {
             already: 0,
             backing_dropped: 0,
             budget: 1,
-            fsr_regions: vec![],
+            sweep_regions: vec![],
         }
     }
 
@@ -138,7 +138,7 @@ impl Decision {
             already,
             backing_dropped: sources.iter().map(|s| s.backing_dropped).sum(),
             budget: policy.max_copies_in_flight_per_region,
-            fsr_regions: policy
+            sweep_regions: policy
                 .destinations
                 .iter()
                 .map(|d| d.region.clone())

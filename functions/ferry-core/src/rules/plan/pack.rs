@@ -88,6 +88,10 @@ pub fn work_lists(
                             SourceKind::Image => destination.ssm_parameter.clone(),
                             SourceKind::Snapshot => None,
                         },
+                        boot_check: match candidate.kind {
+                            SourceKind::Image => destination.boot_check.clone(),
+                            SourceKind::Snapshot => None,
+                        },
                     },
                     options: Options {
                         copy_source_tags: Some(policy.copy_source_tags),
@@ -181,7 +185,7 @@ pub fn lay_out(
         plan_key: format!("{prefix}/plan.json"),
         results_prefix: format!("{prefix}/results"),
         regions,
-        fsr_regions: decision.fsr_regions,
+        sweep_regions: decision.sweep_regions,
     };
     Layout {
         work_lists,
