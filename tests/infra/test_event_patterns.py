@@ -332,6 +332,7 @@ FUNCTIONS = {
     "EnableFsrFunction": ("enable-fsr", {}),
     "WireDestinationFunction": ("wire-destination", {}),
     "BootCheckFunction": ("boot-check", {}),
+    "RetireReplicasFunction": ("retire-replicas", {"FERRY_EVENT_BUS": {"Ref": "EventBusName"}}),
 }
 
 
@@ -438,3 +439,26 @@ def test_boot_check_launches_only_tagged_instances_from_ferry_replicas_and_termi
         "ec2:TerminateInstances",
     ]
     assert set(allowed["onBehalf"]) == {"ec2:CreateTags", "kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext"}
+
+
+def test_retire_replicas_deprecates_deregisters_and_deletes_only_ferry_owned_resources(template):
+    policy = template["Resources"]["RetireReplicasFunction"]["Properties"]["Policies"][0]
+    for stmt in policy["Statement"]:
+        actions = as_list(stmt["Action"])
+        if any(a in actions for a in ("ec2:EnableImageDeprecation", "ec2:CreateTags", "ec2:DeregisterImage", "ec2:DeleteSnapshot", "ec2:DisableFastSnapshotRestores")):
+            assert condition_value(stmt, "StringEquals", MANAGED_BY) == ["ferry"], stmt
+    assert permissions(template)["retire-replicas"]["direct"] == [
+        "ec2:CreateTags",
+        "ec2:DeleteSnapshot",
+        "ec2:DeregisterImage",
+        "ec2:DescribeFastSnapshotRestores",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeSnapshots",
+        "ec2:DisableFastSnapshotRestores",
+        "ec2:EnableImageDeprecation",
+        "events:PutEvents",
+        "ssm:GetParameter",
+    ]

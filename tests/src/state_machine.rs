@@ -41,7 +41,7 @@ use crate::local_aws::repo_root;
 use crate::LocalAws;
 
 /// The Lambda binaries, as SAM's `BuildProperties.Binary` names them.
-pub const FUNCTIONS: [&str; 8] = [
+pub const FUNCTIONS: [&str; 9] = [
     "plan-replication",
     "start-copy",
     "check-copy",
@@ -50,10 +50,11 @@ pub const FUNCTIONS: [&str; 8] = [
     "wire-destination",
     "tag-lineage",
     "enable-fsr",
+    "retire-replicas",
 ];
 
 /// `DefinitionSubstitutions` key → binary, as in infra/template.yaml.
-const FUNCTION_ARNS: [(&str, &str); 8] = [
+const FUNCTION_ARNS: [(&str, &str); 9] = [
     ("PlanReplicationFunctionArn", "plan-replication"),
     ("StartCopyFunctionArn", "start-copy"),
     ("CheckCopyFunctionArn", "check-copy"),
@@ -62,6 +63,7 @@ const FUNCTION_ARNS: [(&str, &str); 8] = [
     ("WireDestinationFunctionArn", "wire-destination"),
     ("TagLineageFunctionArn", "tag-lineage"),
     ("EnableFsrFunctionArn", "enable-fsr"),
+    ("RetireReplicasFunctionArn", "retire-replicas"),
 ];
 
 /// The event bus (the template's `EventBusName` default).
@@ -474,7 +476,7 @@ impl LocalStepFunctions {
                         .env("FERRY_POLICY", policy.to_string())
                         .env("FERRY_WORK_BUCKET", WORK_BUCKET);
                 }
-                if name == "tag-lineage" {
+                if name == "tag-lineage" || name == "retire-replicas" {
                     command.env("FERRY_EVENT_BUS", EVENT_BUS);
                 }
                 children.push(

@@ -1054,8 +1054,9 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
 ) {
     let started = Instant::now();
     let destinations = json!([
-        {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 0.001},
-         "launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami"},
+        {"region": WEST, "kmsKeyId": "alias/ferry-usw2", "fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 24},
+         "launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami",
+         "retention": {"keep": 1, "groupBy": "app", "graceDays": 0}},
         {"region": SYDNEY, "kmsKeyId": "alias/ferry-apse2"},
     ]);
     let world = World::start(policy(destinations, 20), 1.0).await;
@@ -1077,7 +1078,13 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
         "{:?}",
         image_run.cause
     );
-    let snapshot_run = world.sfn.run(&snapshot_created(&snapshot)).await;
+    // A console request of its own, FSR due 3.6 s after it is requested.
+    let snapshot_run = world
+        .sfn
+        .run(&json!({"source": {"region": SOURCE, "snapshotId": snapshot},
+                     "destination": {"region": WEST, "kmsKeyId": "alias/ferry-usw2"},
+                     "options": {"fsr": {"availabilityZones": ["us-west-2a"], "disableAfterHours": 0.001}}}))
+        .await;
     report("least privilege, snapshot", &snapshot_run);
     assert_eq!(
         (snapshot_run.status.as_str(), snapshot_run.error.as_deref()),
@@ -1085,13 +1092,21 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
         "{:?}",
         snapshot_run.cause
     );
-    // The AMI again to us-west-2, boot-checked: its verified replica is reused and boots.
+    // A newer AMI of the same family to us-west-2, boot-checked and wired in place of the
+    // first: the scheduled step's retention then retires the first one.
     let subnet = world.seed.subnet(WEST).await;
+    let root = world.seed.snapshot(SOURCE, Some(&source_key), 8).await;
+    let newer = world
+        .seed
+        .image(SOURCE, "web-golden-2", &[("/dev/xvda", &root)])
+        .await;
     let boot_run = world
         .sfn
-        .run(&json!({"source": {"region": SOURCE, "imageId": image},
+        .run(&json!({"source": {"region": SOURCE, "imageId": newer},
                      "destination": {"region": WEST, "kmsKeyId": "alias/ferry-usw2",
-                                     "bootCheck": {"subnetId": subnet, "instanceType": "t3.micro"}}}))
+                                     "launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami",
+                                     "bootCheck": {"subnetId": subnet, "instanceType": "t3.micro"},
+                                     "retention": {"keep": 1, "groupBy": "app", "graceDays": 0}}}))
         .await;
     report("least privilege, boot check", &boot_run);
     assert_eq!(
@@ -1108,6 +1123,29 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
         sweep_run.output["fsrDisabled"]["snapshots"].as_u64() >= Some(1),
         "{}",
         sweep_run.output
+    );
+    // The first AMI's replica, no longer used, is due; its FSR (not due for 24 h) is disabled
+    // first, and the next sweep retires it.
+    let awaiting = &sweep_run.output["retired"]["regions"][0];
+    assert_eq!(
+        (
+            awaiting["deprecated"].as_array().map(Vec::len),
+            awaiting["awaitingFsrDisable"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1)),
+        "{}",
+        sweep_run.output
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let retire_run = world.sfn.run(&sweep()).await;
+    report("least privilege, sweep retiring a replica", &retire_run);
+    assert_eq!(
+        retire_run.output["retired"]["regions"][0]["retired"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{}",
+        retire_run.output
     );
 
     let allowed = template_permissions();
@@ -1137,7 +1175,7 @@ async fn every_call_each_function_makes_is_allowed_by_its_own_policy_and_every_p
     figure(
         "least privilege",
         &format!(
-            "{} functions made {} distinct (function, action) calls over 4 runs (AMI and snapshot, the AMI wired, then boot-checked, FSR enabled then disabled by the scheduled step, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
+            "{} functions made {} distinct (function, action) calls over 5 runs (AMI and snapshot, the AMI wired, a newer AMI wired and boot-checked, FSR enabled then disabled and the older replica retired by two scheduled sweeps, one copy failed and removed): every one allowed by the function's own policy, all {granted} directly granted permissions used, 0 actions AWS calls on a function's behalf called by it [{:.0?}]",
             allowed.len() - 1,
             used.iter().filter(|(caller, _)| caller.as_str() != ferry_tests::state_machine::STATE_MACHINE_ACCESS_KEY).map(|(_, calls)| calls.len()).sum::<usize>(),
             started.elapsed()

@@ -23,6 +23,10 @@ pub struct Replication {
     /// The destination key as resolved by start-copy's preflight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<ResolvedKey>,
+    /// The retention group (`groupBy=value` of the source's tag) as found by the preflight,
+    /// when the destination asks for retention and the source carries that tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The source's EBS snapshots as found by the preflight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_snapshots: Vec<SourceSnapshot>,
@@ -61,6 +65,26 @@ pub struct Destination {
     /// terminate it (boot-check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_check: Option<BootCheckRequest>,
+    /// AMI replications only: how many replicas of the source's image family the scheduled
+    /// step keeps in this Region (retire-replicas); start-copy tags the replica with its group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionRequest>,
+}
+
+/// Which replicas of an image family (sources sharing the `groupBy` tag's value) are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionRequest {
+    /// The newest this many verified replicas of a group are kept (at least 1).
+    pub keep: u32,
+    /// Replicas verified longer ago than this are retired (never the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_days: Option<u32>,
+    /// The source tag whose value names the image family (e.g. `app`).
+    pub group_by: String,
+    /// Days between deprecating a replica and deregistering it (default 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_days: Option<u32>,
 }
 
 /// Where and how the boot check launches its instance, in the destination Region.
@@ -389,6 +413,7 @@ impl Replication {
             destination,
             options,
             key: None,
+            group: None,
             source_snapshots: vec![],
             copy: None,
             evidence: Evidence::default(),

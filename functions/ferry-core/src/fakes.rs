@@ -16,7 +16,7 @@ use crate::ports::{
     AttachedVolume, AwsError, AwsResult, Clock, CopyImageRequest, CopySnapshotRequest, Events,
     FastRestore, FsrChange, FsrFailure, FsrState, ImageInfo, Images, InstanceInfo, Instances,
     KeyInfo, Keys, LaunchRequest, LaunchTemplateInfo, LaunchTemplates, NewTemplateVersion,
-    ParameterInfo, Parameters, SnapshotInfo, Snapshots, StatusChecks, Tag, Tagging,
+    ParameterInfo, Parameters, SnapshotInfo, Snapshots, StatusChecks, Tag, Tagging, TemplateImage,
     TemplateMapping, TemplateVersionInfo, VolumeInfo, WorkStore,
 };
 use crate::rules::fsr::is_active;
@@ -148,6 +148,21 @@ impl Images for FakeEc2 {
             .or_default()
             .retain(|i| i.image_id != image_id);
         Ok(())
+    }
+
+    async fn deprecate_image(&self, region: &str, image_id: &str, _at: u64) -> AwsResult<()> {
+        self.count("EnableImageDeprecation", 1);
+        let images = self.images.lock().unwrap();
+        match images
+            .get(region)
+            .and_then(|images| images.iter().find(|i| i.image_id == image_id))
+        {
+            Some(_) => Ok(()),
+            None => Err(AwsError::Service {
+                code: "InvalidAMIID.NotFound".into(),
+                message: format!("The image id '[{image_id}]' does not exist"),
+            }),
+        }
     }
 }
 
@@ -648,6 +663,30 @@ impl LaunchTemplates for FakeLaunchTemplates {
             Ok(())
         })
     }
+
+    async fn template_images(&self, region: &str) -> AwsResult<Vec<TemplateImage>> {
+        self.count("DescribeLaunchTemplates");
+        let templates = self.templates.lock().unwrap();
+        Ok(templates
+            .get(region)
+            .into_iter()
+            .flatten()
+            .flat_map(|t| {
+                let latest = t.versions.last();
+                t.versions
+                    .iter()
+                    .filter(move |v| v.is_default || Some(*v) == latest)
+                    .filter_map(|v| {
+                        Some(TemplateImage {
+                            template_name: t.info.name.clone(),
+                            version: v.version,
+                            is_default: v.is_default,
+                            image_id: v.image_id.clone()?,
+                        })
+                    })
+            })
+            .collect())
+    }
 }
 
 /// SSM parameters in memory, per Region. `aws:ec2:image` values are validated as AWS does,
@@ -1006,6 +1045,29 @@ impl Instances for FakeInstances {
             });
         }
         Ok(())
+    }
+
+    async fn instances_of_images(
+        &self,
+        region: &str,
+        image_ids: &[String],
+    ) -> AwsResult<Vec<InstanceInfo>> {
+        self.count("DescribeInstances");
+        Ok(self
+            .instances
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.region == region)
+            .filter(|i| !matches!(i.info.state.as_str(), "shutting-down" | "terminated"))
+            .filter(|i| {
+                i.info
+                    .image_id
+                    .as_ref()
+                    .is_some_and(|id| image_ids.contains(id))
+            })
+            .map(|i| i.info.clone())
+            .collect())
     }
 }
 

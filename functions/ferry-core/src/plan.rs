@@ -41,6 +41,9 @@ pub struct Plan {
     /// Destination Regions the scheduled step sweeps: FSR due to be disabled, boot-check
     /// instances past their limit.
     pub sweep_regions: Vec<String>,
+    /// The destinations whose replicas the scheduled step retires (retire-replicas).
+    #[serde(default)]
+    pub retention: Vec<crate::rules::retention::RetentionTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

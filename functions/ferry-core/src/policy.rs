@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{BootCheckRequest, FsrOptions, LaunchTemplateRef};
+use crate::document::{BootCheckRequest, FsrOptions, LaunchTemplateRef, RetentionRequest};
 use crate::error::FerryError;
 use crate::rules::boot_check::check_boot_check;
 use crate::rules::request::is_region;
+use crate::rules::retention::check_retention;
 use crate::rules::wiring::{check_parameter_name, check_templates};
 
 /// Most destination Regions one policy may name.
@@ -62,6 +63,9 @@ pub struct PolicyDestination {
     /// AMI replications only: boot one instance from each verified replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_check: Option<BootCheckRequest>,
+    /// AMI replications only: which replicas of each image family the scheduled step keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionRequest>,
 }
 
 /// Why a policy document is refused; each message says what to fix.
@@ -141,6 +145,11 @@ impl Policy {
                     },
                 )
             })?;
+            if let Some(retention) = &destination.retention {
+                check_retention(retention).map_err(|(field, reason)| {
+                    invalid("retention", format!("{field}: {reason}"))
+                })?;
+            }
         }
         Ok(policy)
     }

@@ -171,6 +171,8 @@ pub trait Images: Send + Sync {
     /// matches any value of that key).
     async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>>;
     async fn deregister_image(&self, region: &str, image_id: &str) -> AwsResult<()>;
+    /// EnableImageDeprecation at `at` (Unix seconds).
+    async fn deprecate_image(&self, region: &str, image_id: &str, at: u64) -> AwsResult<()>;
 }
 
 #[async_trait]
@@ -341,6 +343,17 @@ pub trait LaunchTemplates: Send + Sync {
         template_id: &str,
         version: i64,
     ) -> AwsResult<()>;
+    /// The image of every launch template's default and latest version in `region`.
+    async fn template_images(&self, region: &str) -> AwsResult<Vec<TemplateImage>>;
+}
+
+/// One launch-template version that launches an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateImage {
+    pub template_name: String,
+    pub version: i64,
+    pub is_default: bool,
+    pub image_id: String,
 }
 
 /// An SSM parameter as GetParameter reports it.
@@ -443,4 +456,10 @@ pub trait Instances: Send + Sync {
         tags: &[Tag],
     ) -> AwsResult<Vec<InstanceInfo>>;
     async fn terminate(&self, region: &str, instance_ids: &[String]) -> AwsResult<()>;
+    /// Instances launched from any of `image_ids` that are not `shutting-down` or `terminated`.
+    async fn instances_of_images(
+        &self,
+        region: &str,
+        image_ids: &[String],
+    ) -> AwsResult<Vec<InstanceInfo>>;
 }

@@ -99,8 +99,8 @@ fn every_lambda_task_catches_the_named_errors_and_infrastructure_failures_by_nam
     let tasks = lambda_tasks();
     assert_eq!(
         tasks.len(),
-        12,
-        "plan, disable due FSR, sweep boot checks and summarize; start, check, verify, boot check, end boot check, wire, tag and enable FSR"
+        13,
+        "plan, disable due FSR, sweep boot checks, retire replicas and summarize; start, check, verify, boot check, end boot check, wire, tag and enable FSR"
     );
     for (name, task) in tasks {
         let catches = task["Catch"].as_array().unwrap();
@@ -199,6 +199,7 @@ fn function_arns_come_from_definition_substitutions() {
         "WireDestinationFunctionArn",
         "TagLineageFunctionArn",
         "EnableFsrFunctionArn",
+        "RetireReplicasFunctionArn",
     ];
     let used: BTreeSet<String> = lambda_tasks()
         .iter()
@@ -296,5 +297,10 @@ fn a_boot_check_waits_as_data_and_every_failure_after_its_launch_terminates_its_
     assert_eq!(
         run["States"]["SweepBootChecks"]["Parameters"]["operation"],
         "sweep"
+    );
+    assert_eq!(run["States"]["SweepBootChecks"]["Next"], "AnyRetention");
+    assert_eq!(
+        run["States"]["RetireReplicas"]["Parameters"]["destinations.$"],
+        "$.retention"
     );
 }

@@ -300,6 +300,19 @@ impl Images for Ec2Adapter {
         Ok(())
     }
 
+    async fn deprecate_image(&self, region: &str, image_id: &str, at: u64) -> AwsResult<()> {
+        let at = i64::try_from(at).unwrap_or(i64::MAX);
+        self.clients
+            .get(region)
+            .enable_image_deprecation()
+            .image_id(image_id)
+            .deprecate_at(aws_smithy_types::DateTime::from_secs(at))
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(())
+    }
+
     async fn find_images_tagged(&self, region: &str, tags: &[Tag]) -> AwsResult<Vec<ImageInfo>> {
         let mut pages = self
             .clients

@@ -205,6 +205,7 @@ impl Instances for Ec2Adapter {
         tags: &[Tag],
     ) -> AwsResult<Vec<InstanceInfo>> {
         let mut filters = tag_filters(tags);
+        // shutting-down too: the sweep and `end` see an instance still ending.
         filters.push(
             Filter::builder()
                 .name("instance-state-name")
@@ -215,6 +216,59 @@ impl Instances for Ec2Adapter {
                 .values("stopped")
                 .build(),
         );
+        self.describe_instances_filtered(region, filters).await
+    }
+
+    async fn terminate(&self, region: &str, instance_ids: &[String]) -> AwsResult<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.clients
+            .get(region)
+            .terminate_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(())
+    }
+
+    async fn instances_of_images(
+        &self,
+        region: &str,
+        image_ids: &[String],
+    ) -> AwsResult<Vec<InstanceInfo>> {
+        if image_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let filters = vec![
+            Filter::builder()
+                .name("image-id")
+                .set_values(Some(image_ids.to_vec()))
+                .build(),
+            live_states(),
+        ];
+        self.describe_instances_filtered(region, filters).await
+    }
+}
+
+/// Every state but `shutting-down` and `terminated`.
+fn live_states() -> Filter {
+    Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build()
+}
+
+impl Ec2Adapter {
+    async fn describe_instances_filtered(
+        &self,
+        region: &str,
+        filters: Vec<Filter>,
+    ) -> AwsResult<Vec<InstanceInfo>> {
         let mut pages = self
             .clients
             .get(region)
@@ -234,19 +288,5 @@ impl Instances for Ec2Adapter {
             );
         }
         Ok(found)
-    }
-
-    async fn terminate(&self, region: &str, instance_ids: &[String]) -> AwsResult<()> {
-        if instance_ids.is_empty() {
-            return Ok(());
-        }
-        self.clients
-            .get(region)
-            .terminate_instances()
-            .set_instance_ids(Some(instance_ids.to_vec()))
-            .send()
-            .await
-            .map_err(aws_error)?;
-        Ok(())
     }
 }

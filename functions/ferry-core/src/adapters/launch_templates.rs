@@ -11,7 +11,7 @@ use super::ec2::Ec2Adapter;
 use super::sdk::aws_error;
 use crate::ports::{
     AwsError, AwsResult, LaunchTemplateInfo, LaunchTemplates, NewTemplateVersion, TemplateEbs,
-    TemplateMapping, TemplateVersionInfo,
+    TemplateImage, TemplateMapping, TemplateVersionInfo,
 };
 use crate::rules::wiring::is_template_not_found;
 
@@ -197,5 +197,43 @@ impl LaunchTemplates for Ec2Adapter {
             .await
             .map_err(aws_error)?;
         Ok(())
+    }
+
+    async fn template_images(&self, region: &str) -> AwsResult<Vec<TemplateImage>> {
+        let client = self.clients.get(region);
+        let mut pages = client.describe_launch_templates().into_paginator().send();
+        let mut templates = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws_error)?;
+            templates.extend(page.launch_templates().iter().filter_map(|t| {
+                Some((
+                    t.launch_template_id()?.to_string(),
+                    t.launch_template_name().unwrap_or_default().to_string(),
+                ))
+            }));
+        }
+        let mut images = vec![];
+        for (id, name) in templates {
+            let output = client
+                .describe_launch_template_versions()
+                .launch_template_id(&id)
+                .versions("$Default")
+                .versions("$Latest")
+                .send()
+                .await
+                .map_err(aws_error)?;
+            for version in output.launch_template_versions() {
+                let info = version_info(version);
+                if let Some(image_id) = info.image_id {
+                    images.push(TemplateImage {
+                        template_name: name.clone(),
+                        version: info.version,
+                        is_default: info.is_default,
+                        image_id,
+                    });
+                }
+            }
+        }
+        Ok(images)
     }
 }

@@ -4,6 +4,7 @@ pub mod boot_check;
 pub mod check_copy;
 pub mod enable_fsr;
 pub mod plan;
+pub mod retire;
 pub mod start_copy;
 pub mod tag_lineage;
 pub mod verify_encryption;

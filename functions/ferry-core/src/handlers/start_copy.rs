@@ -12,7 +12,7 @@ use crate::handlers::{aws_failure, check_zones, copy_to_keep, describe_destinati
 use crate::ports::{CopyImageRequest, CopySnapshotRequest, Tag};
 use crate::rules::lineage::{self, client_token, identity_tags, replication_id};
 use crate::rules::polling::next_check_seconds;
-use crate::rules::{key, request, time_based};
+use crate::rules::{key, request, retention, time_based};
 
 /// What start-copy knows before it copies: the document with `replicationId`, `key` and
 /// `sourceSnapshots` filled in, each source snapshot's full size, and the live copy this
@@ -36,8 +36,13 @@ pub async fn preflight(deps: &Deps, mut document: Replication) -> Result<Preflig
     if let Some(fsr) = &document.options.fsr {
         check_zones(deps, &document.destination.region, &fsr.availability_zones).await?;
     }
-    let (source_snapshots, sizes) = inspect_source(deps, &document, kind).await?;
+    let (source_snapshots, sizes, source_tags) = inspect_source(deps, &document, kind).await?;
     document.source_snapshots = source_snapshots;
+    document.group = document
+        .destination
+        .retention
+        .as_ref()
+        .and_then(|r| retention::group_of(&source_tags, &r.group_by));
     time_based::check_feasible(document.options.completion_duration_minutes, &sizes)?;
     let id = replication_id(
         &document.source.region,
@@ -132,12 +137,13 @@ async fn inspect_source(
     deps: &Deps,
     document: &Replication,
     kind: SourceKind,
-) -> Result<(Vec<SourceSnapshot>, Vec<(String, Option<u64>)>), FerryError> {
+) -> Result<(Vec<SourceSnapshot>, Vec<(String, Option<u64>)>, Vec<Tag>), FerryError> {
     let (region, id) = (&document.source.region, document.source_id());
     let not_found = || FerryError::SourceNotFound {
         region: region.clone(),
         id: id.into(),
     };
+    let mut source_tags = vec![];
     let snapshot_ids: Vec<(Option<String>, String)> = match kind {
         SourceKind::Image => {
             let image = deps
@@ -159,6 +165,7 @@ async fn inspect_source(
                     root_device_type: image.root_device_type,
                 });
             }
+            source_tags = image.tags;
             image
                 .snapshots
                 .into_iter()
@@ -199,7 +206,7 @@ async fn inspect_source(
             }
         })
         .collect();
-    Ok((snapshots, sizes))
+    Ok((snapshots, sizes, source_tags))
 }
 
 /// Copies with a ClientToken for this attempt.

@@ -127,6 +127,9 @@ pub fn identity_tags(document: &Replication, replication_id: &str, key_arn: &str
         Tag::new(KEY_ARN, key_arn),
         Tag::new(COPY_OPTIONS, copy_options(&document.options)),
     ]);
+    if let Some(group) = &document.group {
+        tags.push(Tag::new(crate::rules::retention::GROUP, group));
+    }
     tags
 }
 

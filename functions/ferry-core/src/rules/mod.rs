@@ -7,6 +7,7 @@ pub mod lineage;
 pub mod plan;
 pub mod polling;
 pub mod request;
+pub mod retention;
 pub mod retry_budget;
 pub mod status;
 pub mod summary;

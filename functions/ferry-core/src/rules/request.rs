@@ -5,6 +5,7 @@ use crate::error::FerryError;
 use crate::rules::boot_check::check_boot_check;
 use crate::rules::key::arn_region;
 use crate::rules::lineage::check_tag_value;
+use crate::rules::retention::check_retention;
 use crate::rules::wiring::check_wiring;
 
 /// The Regions AWS has (commercial, GovCloud, China), as of 2026-11. A code that looks like a
@@ -179,6 +180,17 @@ pub fn validate(request: &Replication) -> Result<SourceKind, FerryError> {
         request.destination.boot_check.as_ref(),
         kind == SourceKind::Image,
     )?;
+    if let Some(retention) = &request.destination.retention {
+        if kind != SourceKind::Image {
+            return Err(FerryError::invalid(
+                "destination.retention",
+                "retention keeps and retires AMI replicas: replicate an imageId, or drop it",
+            ));
+        }
+        check_retention(retention).map_err(|(field, reason)| {
+            FerryError::invalid(format!("destination.retention.{field}"), reason)
+        })?;
+    }
     let options = &request.options;
     if let Some(minutes) = options.completion_duration_minutes {
         if !(15..=2880).contains(&minutes) || minutes % 15 != 0 {

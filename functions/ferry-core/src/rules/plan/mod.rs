@@ -11,6 +11,7 @@ pub mod pack;
 pub mod select;
 pub mod trigger;
 
+use crate::rules::retention::RetentionTarget;
 use std::collections::BTreeSet;
 
 use crate::document::Replication;
@@ -55,6 +56,8 @@ pub struct Decision {
     /// Snapshot copies at once per destination Region.
     pub budget: usize,
     pub sweep_regions: Vec<String>,
+    /// The policy destinations with retention (a sweep's scheduled step retires their replicas).
+    pub retention: Vec<RetentionTarget>,
 }
 
 impl Decision {
@@ -68,6 +71,7 @@ impl Decision {
             backing_dropped: 0,
             budget: 1,
             sweep_regions: vec![],
+            retention: vec![],
         }
     }
 
@@ -142,6 +146,17 @@ impl Decision {
                 .destinations
                 .iter()
                 .map(|d| d.region.clone())
+                .collect(),
+            retention: policy
+                .destinations
+                .iter()
+                .filter_map(|d| {
+                    Some(RetentionTarget {
+                        region: d.region.clone(),
+                        retention: d.retention.clone()?,
+                        ssm_parameter: d.ssm_parameter.clone(),
+                    })
+                })
                 .collect(),
         }
     }

@@ -92,6 +92,10 @@ pub fn work_lists(
                             SourceKind::Image => destination.boot_check.clone(),
                             SourceKind::Snapshot => None,
                         },
+                        retention: match candidate.kind {
+                            SourceKind::Image => destination.retention.clone(),
+                            SourceKind::Snapshot => None,
+                        },
                     },
                     options: Options {
                         copy_source_tags: Some(policy.copy_source_tags),
@@ -101,6 +105,7 @@ pub fn work_lists(
                         attempt,
                     },
                     key: None,
+                    group: None,
                     source_snapshots: vec![],
                     copy: None,
                     evidence: Default::default(),
@@ -186,6 +191,7 @@ pub fn lay_out(
         results_prefix: format!("{prefix}/results"),
         regions,
         sweep_regions: decision.sweep_regions,
+        retention: decision.retention,
     };
     Layout {
         work_lists,
