@@ -5,7 +5,8 @@
 //! quota of 20 snapshot copies in flight per Region (the local AWS refuses the 21st with
 //! `ResourceLimitExceeded`, as AWS does).
 //!
-//! 300 sources and a burst of 50 by default (1,200 replication executions in all);
+//! 150 sources and a burst of 50 by default (600 replication executions in all, within CI's
+//! time budget; docs/FAULTS.md's 1,200 are `FERRY_SCALE_SOURCES=300`);
 //! `FERRY_SCALE_SOURCES=N` and `FERRY_SCALE_BURST=N` change them (a burst of 200 image builds
 //! alone: `FERRY_SCALE_SOURCES=0 FERRY_SCALE_BURST=200`). moto's engine runs every execution
 //! in one Python process, about two replications a second on the 2-core machine.
@@ -54,7 +55,7 @@ async fn a_sweep_to_3_regions_and_a_burst_of_image_builds_at_once_replicate_once
             .unwrap_or(default)
     };
     let (sources, burst_size) = (
-        count("FERRY_SCALE_SOURCES", 300),
+        count("FERRY_SCALE_SOURCES", 150),
         count("FERRY_SCALE_BURST", 50),
     );
     let copy_seconds = count("FERRY_SCALE_COPY_SECONDS", COPY_SECONDS as usize) as f64;
