@@ -35,7 +35,7 @@ pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
         Err(unusable) => return unusable.report(),
     };
     let deps = Deps::from_sdk(&sdk, config);
-    let replicas = match ferry_core::audit::audit(&deps, &regions).await {
+    let replicas = match ferry_core::audit::audit(&deps, &regions, &[]).await {
         Ok(replicas) => replicas,
         Err(error) => return report::error("audit", &error),
     };

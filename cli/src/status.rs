@@ -53,7 +53,7 @@ pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
         Err(unusable) => return unusable.report(),
     };
     let deps = Deps::from_sdk(&sdk, config);
-    match ferry_core::audit::audit(&deps, &regions).await {
+    match ferry_core::audit::audit(&deps, &regions, &[]).await {
         Ok(replicas) => {
             let found: Vec<_> = replicas
                 .into_iter()

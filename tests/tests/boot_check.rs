@@ -49,7 +49,8 @@ async fn running(world: &World) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_boots_with_every_volume_under_the_destination_key_and_nothing_is_left_running() {
-    let (world, request, key) = world().await;
+    let (world, mut request, key) = world().await;
+    request["destination"]["ssmParameter"] = json!("/golden/web/ami");
     let done = replicate_in_process(&world.aws, &world.deps, &request)
         .await
         .unwrap();
@@ -98,6 +99,14 @@ async fn a_replica_boots_with_every_volume_under_the_destination_key_and_nothing
         Some(replica)
     );
     assert_eq!(instance.public_ip_address(), None);
+
+    // The audit shows the last boot check and the parameter that holds the replica.
+    let audited = ferry_core::audit::audit(&world.deps, &[DESTINATION.to_string()], &[])
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].boot_checked.as_deref(), Some(checked.as_str()));
+    assert_eq!(audited[0].ssm_parameter.as_deref(), Some("/golden/web/ami"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,7 @@ fn replica_snapshots(document: &Value) -> Vec<String> {
 }
 
 async fn audited(world: &World) -> Vec<ReplicaAudit> {
-    audit(&world.deps, &[DESTINATION.to_string()])
+    audit(&world.deps, &[DESTINATION.to_string()], &[])
         .await
         .unwrap()
 }

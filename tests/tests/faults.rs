@@ -759,7 +759,7 @@ async fn a_replica_later_found_under_the_wrong_key_fails_re_verification() {
         .await
         .expect("the untouched replica still verifies");
 
-    let flagged: BTreeSet<String> = audit(&deps, &[WEST.to_string()])
+    let flagged: BTreeSet<String> = audit(&deps, &[WEST.to_string()], &[])
         .await
         .unwrap()
         .iter()

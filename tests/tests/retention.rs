@@ -126,6 +126,25 @@ async fn retention_keeps_the_newest_and_what_is_used_and_retires_the_rest_after_
     assert!(reasons[3].contains("launch template web"), "{reasons:?}");
     assert!(reasons[4].contains("beyond the newest 1"), "{reasons:?}");
 
+    // The audit shows what uses each replica and what retention would do with it.
+    let audited =
+        ferry_core::audit::audit(&world.deps, &[DESTINATION.to_string()], &[target.clone()])
+            .await
+            .unwrap();
+    let of = |id: &str| audited.iter().find(|r| r.destination_id == id).unwrap();
+    assert_eq!(
+        of(&replicas[1]).launch_templates,
+        ["web (default version 1)"]
+    );
+    assert_eq!(
+        of(&replicas[0]).retention.as_ref().map(|r| r.action),
+        Some(Action::Deprecate)
+    );
+    assert_eq!(
+        of(&replicas[4]).retention.as_ref().map(|r| r.action),
+        Some(Action::Keep)
+    );
+
     // The apply does exactly what the dry run showed.
     let applied = apply(&world.deps, &target, &planned).await.unwrap();
     let shown: Vec<String> = planned

@@ -10,8 +10,11 @@ use serde::Serialize;
 use crate::deps::Deps;
 use crate::error::FerryError;
 use crate::handlers::aws_failure;
-use crate::ports::{ImageInfo, SnapshotInfo, Tag};
+use crate::handlers::retire::assess;
+use crate::ports::{ImageInfo, SnapshotInfo, Tag, TemplateImage};
+use crate::rules::boot_check::BOOT_CHECKED;
 use crate::rules::lineage::{self, aws_lineage_agrees, aws_recorded_source, source_label};
+use crate::rules::retention::{Action, RetentionTarget, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(
@@ -129,8 +132,25 @@ pub struct ReplicaAudit {
     /// For an AMI replica: the source AWS recorded for it (`region/id`, or `none recorded`).
     pub aws_source: Option<String>,
     pub snapshots: Vec<AuditedSnapshot>,
+    /// AMI replicas: the launch-template versions (default or latest) that launch it now.
+    pub launch_templates: Vec<String>,
+    /// AMI replicas: the SSM parameter wire-destination pointed at it, if it still holds it.
+    pub ssm_parameter: Option<String>,
+    /// AMI replicas: the last boot check that passed (`ferry:boot-checked`).
+    pub boot_checked: Option<String>,
+    /// AMI replicas, when the audit is given the destination's retention: what the next
+    /// sweep would do with it, and why.
+    pub retention: Option<RetentionView>,
     pub flags: Vec<Flag>,
     pub notes: Vec<Note>,
+}
+
+/// What retention would do with a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionView {
+    pub action: Action,
+    pub reason: String,
 }
 
 fn tag(tags: &[Tag], key: &str) -> Option<String> {
@@ -276,12 +296,37 @@ async fn key_not_enabled(
     }))
 }
 
-/// Audits every replica ferry made in `regions`.
-pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>, FerryError> {
+/// What points at or would retire each AMI replica of `region`: launch-template versions, and
+/// retention's verdicts when `retention` names this Region.
+async fn usage(
+    deps: &Deps,
+    region: &str,
+    retention: &[RetentionTarget],
+) -> Result<(Vec<TemplateImage>, Vec<Verdict>), FerryError> {
+    let templates = deps
+        .launch_templates
+        .template_images(region)
+        .await
+        .map_err(|e| aws_failure("ec2:DescribeLaunchTemplateVersions", e))?;
+    let mut verdicts = vec![];
+    for target in retention.iter().filter(|t| t.region == region) {
+        verdicts.extend(assess(deps, target).await?);
+    }
+    Ok((templates, verdicts))
+}
+
+/// Audits every replica ferry made in `regions`; `retention` (the policy destinations that
+/// ask for it) adds each AMI replica's verdict.
+pub async fn audit(
+    deps: &Deps,
+    regions: &[String],
+    retention: &[RetentionTarget],
+) -> Result<Vec<ReplicaAudit>, FerryError> {
     let ours = [Tag::new(lineage::MANAGED_BY, "ferry")];
     let mut replicas = vec![];
     let mut key_states = std::collections::HashMap::new();
     for region in regions {
+        let (templates, verdicts) = usage(deps, region, retention).await?;
         let images = deps
             .images
             .find_images_tagged(region, &ours)
@@ -386,6 +431,32 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 })
                 .collect();
             let notes = unencrypted_sources(&snapshots);
+            let image = aws_source.is_some();
+            let ssm_parameter = match tag(&tags, lineage::SSM_PARAMETER).filter(|_| image) {
+                Some(name) => deps
+                    .parameters
+                    .get(region, &name)
+                    .await
+                    .map_err(|e| aws_failure("ssm:GetParameter", e))?
+                    .filter(|p| p.value == destination_id)
+                    .map(|_| name),
+                None => None,
+            };
+            let launch_templates = templates
+                .iter()
+                .filter(|t| image && t.image_id == destination_id)
+                .map(|t| {
+                    let which = if t.is_default { "default" } else { "latest" };
+                    format!("{} ({which} version {})", t.template_name, t.version)
+                })
+                .collect();
+            let retention = verdicts
+                .iter()
+                .find(|v| v.image_id == destination_id)
+                .map(|v| RetentionView {
+                    action: v.action,
+                    reason: v.reason.clone(),
+                });
             replicas.push(ReplicaAudit {
                 replication_id: tag(&tags, lineage::REPLICATION_ID),
                 source_region,
@@ -399,6 +470,10 @@ pub async fn audit(deps: &Deps, regions: &[String]) -> Result<Vec<ReplicaAudit>,
                 verified_at,
                 aws_source,
                 snapshots,
+                launch_templates,
+                ssm_parameter,
+                boot_checked: tag(&tags, BOOT_CHECKED).filter(|_| image),
+                retention,
                 flags,
                 notes,
             });

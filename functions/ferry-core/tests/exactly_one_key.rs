@@ -154,7 +154,7 @@ async fn a_replica_aws_records_as_a_copy_of_another_ami_fails_verification_whate
 #[tokio::test]
 async fn the_audit_flags_an_associated_key_as_drift_and_tags_that_awss_lineage_contradicts() {
     let clean = world(SOURCE_IMAGE, &[]);
-    let audited = audit(&clean.deps, &[DESTINATION.to_string()])
+    let audited = audit(&clean.deps, &[DESTINATION.to_string()], &[])
         .await
         .unwrap();
     assert_eq!(audited.len(), 1);
@@ -165,7 +165,7 @@ async fn the_audit_flags_an_associated_key_as_drift_and_tags_that_awss_lineage_c
     );
 
     let tampered = world("ami-00000000000000other", &[EXTRA]);
-    let audited = audit(&tampered.deps, &[DESTINATION.to_string()])
+    let audited = audit(&tampered.deps, &[DESTINATION.to_string()], &[])
         .await
         .unwrap();
     assert_eq!(

@@ -38,6 +38,14 @@ pub async fn handle(deps: &Deps, payload: serde_json::Value) -> Result<Replicati
     if destination_id.starts_with("ami-") {
         let mut tags = common.clone();
         tags.extend(boot_checked(&document));
+        if let Some(parameter) = document
+            .evidence
+            .wiring
+            .as_ref()
+            .and_then(|w| w.ssm_parameter.as_ref())
+        {
+            tags.push(Tag::new(lineage::SSM_PARAMETER, &parameter.name));
+        }
         plan.push((destination_id.clone(), tags));
     }
     for snapshot in &verification.snapshots {

@@ -26,6 +26,8 @@ pub const COPY_OPTIONS: &str = "ferry:copy-options";
 /// On the replica, once its evidence is published: the `ferry:verified-at` it was published for.
 /// A retried tag-lineage finds it and does not publish the same evidence again.
 pub const EVIDENCE_PUBLISHED: &str = "ferry:evidence-published";
+/// On an AMI replica wire-destination pointed an SSM parameter at: the parameter's name.
+pub const SSM_PARAMETER: &str = "ferry:ssm-parameter";
 
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
