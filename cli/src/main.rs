@@ -60,7 +60,7 @@ pub struct Global {
 enum Command {
     /// Replicate an AMI or snapshot to one or more Regions, each under its own key.
     #[command(after_help = replicate::EXAMPLES, after_long_help = report::long_help(replicate::EXAMPLES))]
-    Replicate(replicate::Args),
+    Replicate(Box<replicate::Args>),
     /// Where a replication (execution ARN or replication id) stands, and why it failed.
     #[command(after_help = status::EXAMPLES, after_long_help = report::long_help(status::EXAMPLES))]
     Status(status::Args),
@@ -117,7 +117,7 @@ async fn main() -> ExitCode {
     };
     let global = cli.global;
     match cli.command {
-        Command::Replicate(args) => replicate::run(&global, config, args).await,
+        Command::Replicate(args) => replicate::run(&global, config, *args).await,
         Command::Status(args) => status::run(&global, config, args).await,
         Command::Audit(args) => audit::run(&global, config, args).await,
         Command::Demo(args) => demo::run(&global, args).await,

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
-use ferry_core::document::{Destination, FsrOptions, Options, Source, SourceKind};
+use ferry_core::document::{
+    BootCheckRequest, Destination, FsrOptions, LaunchTemplateRef, Options, Source, SourceKind,
+};
 use ferry_core::flow::{Flow, Observe, Pause, Stage};
 use ferry_core::handlers::start_copy::{self, Preflight};
 use ferry_core::rules::lineage::rfc3339;
-use ferry_core::rules::{request, time_based};
+use ferry_core::rules::{boot_check, request, time_based};
 use ferry_core::{Config, Deps, FerryError, Replication};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -26,6 +28,9 @@ pub const EXAMPLES: &str = "Examples:
       --to us-west-2=alias/prod-ebs-usw2 --to eu-west-1=alias/prod-ebs-euw1 --dry-run
   ferry replicate --source-region us-east-1 --snapshot snap-0123456789abcdef0 \\
       --to us-west-2=alias/dr --completion-minutes 60 --output json
+  ferry replicate --source-region us-east-1 --image ami-0123456789abcdef0 --to us-west-2=alias/dr \\
+      --boot-check us-west-2=subnet-0123456789abcdef0 \\
+      --launch-template us-west-2=web:default --ssm-parameter us-west-2=/golden/web/ami
   ferry replicate … --state-machine arn:aws:states:us-east-1:111122223333:stateMachine:ferry-replication";
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +60,38 @@ pub struct Args {
     /// deployed ferry's scheduled sweep disables it; nothing in this command does.
     #[arg(long, value_name = "HOURS")]
     fsr_disable_after_hours: Option<f64>,
+    /// Once the replica is verified (and boot-checked), add a version to this launch template
+    /// of a destination Region, REGION=NAME: the replica as its image, every EBS mapping under
+    /// the destination key. REGION=NAME:default also makes it the default version. The template
+    /// must exist (ferry only adds versions). AMIs only; repeatable, at most 10 per Region.
+    #[arg(long = "launch-template", value_name = "REGION=NAME[:default]", value_parser = parse_launch_template)]
+    launch_templates: Vec<(String, LaunchTemplateRef)>,
+    /// Once the replica is verified (and boot-checked), set this SSM parameter of a destination
+    /// Region to its id (DataType aws:ec2:image), REGION=NAME, e.g. us-west-2=/golden/web/ami:
+    /// letters, digits and _ . - /, a path starting with /, no aws or ssm prefix. AMIs only; at
+    /// most one per Region.
+    #[arg(long = "ssm-parameter", value_name = "REGION=NAME", value_parser = parse_ssm_parameter)]
+    ssm_parameters: Vec<(String, String)>,
+    /// After verification and before any wiring, boot one instance from the replica in this
+    /// subnet of a destination Region, REGION=SUBNET (subnet- and 8 or 17 hex digits), with no
+    /// public IP: it passes when the instance is running, both status checks are ok and every
+    /// volume is under the destination key; the instance is terminated either way. AMIs only;
+    /// at most one per Region.
+    #[arg(long = "boot-check", value_name = "REGION=SUBNET", value_parser = parse_boot_check)]
+    boot_checks: Vec<(String, String)>,
+    /// The boot-check instance's type, e.g. t3.micro (the default) or m7i.large. Needs
+    /// --boot-check.
+    #[arg(long, value_name = "TYPE")]
+    boot_check_instance_type: Option<String>,
+    /// A security group for a Region's boot-check instance, REGION=SG (sg- and 8 or 17 hex
+    /// digits, of the subnet's VPC); without one, the VPC's default group. Repeatable, at most 5
+    /// per Region; needs --boot-check for that Region.
+    #[arg(long = "boot-check-security-group", value_name = "REGION=SG", value_parser = parse_security_group)]
+    boot_check_security_groups: Vec<(String, String)>,
+    /// How long the boot-check instance may take to pass its status checks: 5 to 120 minutes
+    /// (default 15). Needs --boot-check.
+    #[arg(long, value_name = "MINUTES")]
+    boot_check_timeout_minutes: Option<u32>,
     /// Copy the source AMI's own tags too (AMIs only: CopySnapshot copies no tags).
     #[arg(long)]
     copy_source_tags: bool,
@@ -83,24 +120,91 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_destination(value: &str) -> Result<(String, String), String> {
+/// The boot-check instance type when `--boot-check-instance-type` is not given.
+const BOOT_CHECK_INSTANCE_TYPE: &str = "t3.micro";
+
+/// A `REGION=VALUE` flag's value: a real Region and something after `=`; else a usage error
+/// showing `form` and `example`.
+fn region_and(value: &str, form: &str, example: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
-        Some((region, key)) if !region.is_empty() && !key.is_empty() => {
-            Ok((report::region(region)?, key.to_string()))
+        Some((region, rest)) if !region.is_empty() && !rest.is_empty() => {
+            Ok((report::region(region)?, rest.to_string()))
         }
-        _ => Err(format!(
-            "{value:?}: give REGION=KEY, e.g. us-west-2=alias/prod-ebs-usw2"
-        )),
+        _ => Err(format!("{value:?}: give {form}, e.g. {example}")),
     }
 }
 
+fn parse_destination(value: &str) -> Result<(String, String), String> {
+    region_and(value, "REGION=KEY", "us-west-2=alias/prod-ebs-usw2")
+}
+
+fn parse_launch_template(value: &str) -> Result<(String, LaunchTemplateRef), String> {
+    let form = "REGION=NAME or REGION=NAME:default";
+    let (region, name) = region_and(value, form, "us-west-2=web:default")?;
+    // A template name has no `:` (letters, digits and ( ) . - / _), so the suffix is unambiguous.
+    let (name, set_default) = match name.split_once(':') {
+        None => (name, false),
+        Some((name, "default")) if !name.is_empty() => (name.to_string(), true),
+        Some(_) => {
+            return Err(format!(
+                "{value:?}: give {form}, e.g. us-west-2=web:default"
+            ))
+        }
+    };
+    Ok((region, LaunchTemplateRef { name, set_default }))
+}
+
+fn parse_ssm_parameter(value: &str) -> Result<(String, String), String> {
+    region_and(value, "REGION=NAME", "us-west-2=/golden/web/ami")
+}
+
+fn parse_boot_check(value: &str) -> Result<(String, String), String> {
+    region_and(value, "REGION=SUBNET", "us-west-2=subnet-0123456789abcdef0")
+}
+
+fn parse_security_group(value: &str) -> Result<(String, String), String> {
+    region_and(value, "REGION=SG", "us-west-2=sg-0123456789abcdef0")
+}
+
+/// The Regions a `REGION=VALUE` flag names, in their order.
+fn regions_of<T>(pairs: &[(String, T)]) -> Vec<&str> {
+    pairs.iter().map(|(region, _)| region.as_str()).collect()
+}
+
+/// The values a `REGION=VALUE` flag gives `region`, in their order.
+fn in_region<'a, T>(pairs: &'a [(String, T)], region: &'a str) -> impl Iterator<Item = &'a T> {
+    pairs
+        .iter()
+        .filter(move |(r, _)| r == region)
+        .map(|(_, value)| value)
+}
+
 /// The flag a document field comes from, for messages that name what the operator typed.
-const FLAGS: [(&str, &str); 11] = [
+const FLAGS: [(&str, &str); 18] = [
     ("source.region", "--source-region"),
     ("source.imageId", "--image"),
     ("source.snapshotId", "--snapshot"),
     ("destination.region", "--to REGION"),
     ("destination.kmsKeyId", "--to REGION=KEY"),
+    ("destination.launchTemplates", "--launch-template"),
+    ("destination.ssmParameter", "--ssm-parameter"),
+    ("destination.bootCheck", "--boot-check"),
+    (
+        "destination.bootCheck.subnetId",
+        "--boot-check REGION=SUBNET",
+    ),
+    (
+        "destination.bootCheck.instanceType",
+        "--boot-check-instance-type",
+    ),
+    (
+        "destination.bootCheck.securityGroupIds",
+        "--boot-check-security-group",
+    ),
+    (
+        "destination.bootCheck.timeoutMinutes",
+        "--boot-check-timeout-minutes",
+    ),
     ("options.completionDurationMinutes", "--completion-minutes"),
     ("options.attempt", "--attempt"),
     ("options.batch", "--batch"),
@@ -152,6 +256,26 @@ impl Args {
                     Destination {
                         region: region.clone(),
                         kms_key_id: key.clone(),
+                        launch_templates: in_region(&self.launch_templates, region)
+                            .cloned()
+                            .collect(),
+                        ssm_parameter: in_region(&self.ssm_parameters, region).next().cloned(),
+                        boot_check: in_region(&self.boot_checks, region).next().map(|subnet| {
+                            BootCheckRequest {
+                                subnet_id: subnet.clone(),
+                                instance_type: self
+                                    .boot_check_instance_type
+                                    .clone()
+                                    .unwrap_or_else(|| BOOT_CHECK_INSTANCE_TYPE.into()),
+                                security_group_ids: in_region(
+                                    &self.boot_check_security_groups,
+                                    region,
+                                )
+                                .cloned()
+                                .collect(),
+                                timeout_minutes: self.boot_check_timeout_minutes,
+                            }
+                        }),
                         ..Default::default()
                     },
                     Options {
@@ -174,7 +298,7 @@ impl Args {
     /// call; then every request checked as start-copy checks it.
     fn check(&self, requests: &[Replication]) -> Result<(), ExitCode> {
         let usage = |flag: &str, message: &str| Err(report::usage(flag, message, "replicate"));
-        let regions: Vec<&str> = self.destinations.iter().map(|(r, _)| r.as_str()).collect();
+        let regions = regions_of(&self.destinations);
         if let Some(zone) = self
             .fsr_zones
             .iter()
@@ -190,6 +314,55 @@ impl Args {
         }
         if self.fsr_disable_after_hours.is_some() && self.fsr_zones.is_empty() {
             return usage("--fsr-disable-after-hours", "does nothing without --fsr-az");
+        }
+        let templates = regions_of(&self.launch_templates);
+        let parameters = regions_of(&self.ssm_parameters);
+        let checks = regions_of(&self.boot_checks);
+        let groups = regions_of(&self.boot_check_security_groups);
+        for (flag, named) in [
+            ("--launch-template", &templates),
+            ("--ssm-parameter", &parameters),
+            ("--boot-check", &checks),
+            ("--boot-check-security-group", &groups),
+        ] {
+            if let Some(region) = named.iter().find(|r| !regions.contains(r)) {
+                return usage(
+                    flag,
+                    &format!("{region} is not a --to Region ({})", regions.join(", ")),
+                );
+            }
+        }
+        for (flag, named) in [("--ssm-parameter", &parameters), ("--boot-check", &checks)] {
+            if let Some(region) = named
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| named[..i].contains(r).then_some(r))
+            {
+                return usage(
+                    flag,
+                    &format!("{region} is named twice: at most one per Region"),
+                );
+            }
+        }
+        if let Some(region) = groups.iter().find(|r| !checks.contains(r)) {
+            return usage(
+                "--boot-check-security-group",
+                &format!("does nothing without --boot-check {region}=SUBNET"),
+            );
+        }
+        for (flag, given) in [
+            (
+                "--boot-check-instance-type",
+                self.boot_check_instance_type.is_some(),
+            ),
+            (
+                "--boot-check-timeout-minutes",
+                self.boot_check_timeout_minutes.is_some(),
+            ),
+        ] {
+            if given && checks.is_empty() {
+                return usage(flag, "does nothing without --boot-check");
+            }
         }
         if self.snapshot.is_some() && self.copy_source_tags {
             report::warn(
@@ -338,6 +511,8 @@ async fn dry_run(deps: &Deps, requests: Vec<Replication>, output: Output) -> Exi
                 ("bytes_to_transfer", "/bytesToTransfer"),
                 ("time_based_minutes", "/timeBased/minutes"),
                 ("price_tier", "/timeBased/priceTier"),
+                ("boot_check_subnet", "/bootCheck/subnetId"),
+                ("ssm_parameter", "/wiring/ssmParameter"),
                 ("error", "/error/name"),
             ],
         ),
@@ -366,6 +541,7 @@ fn ago(now: u64, then: u64) -> String {
 /// One destination's dry run, as `--output json` shows it.
 fn plan_json(preflight: &Preflight, now: u64) -> Value {
     let document = &preflight.document;
+    let destination = &document.destination;
     let key = document.key.as_ref();
     let known: Vec<u64> = preflight.sizes.iter().filter_map(|(_, b)| *b).collect();
     let bytes = (known.len() == preflight.sizes.len()).then(|| known.iter().sum::<u64>());
@@ -392,6 +568,16 @@ fn plan_json(preflight: &Preflight, now: u64) -> Value {
         "timeBased": document.options.completion_duration_minutes.map(|m| json!({
             "minutes": m,
             "priceTier": time_based::price_tier(m.max(0) as u64),
+        })),
+        "bootCheck": destination.boot_check.as_ref().map(|check| json!({
+            "subnetId": check.subnet_id,
+            "instanceType": check.instance_type,
+            "securityGroupIds": check.security_group_ids,
+            "timeoutMinutes": boot_check::timeout_minutes(check),
+        })),
+        "wiring": destination.wants_wiring().then(|| json!({
+            "launchTemplates": destination.launch_templates,
+            "ssmParameter": destination.ssm_parameter,
         })),
     })
 }
@@ -437,7 +623,55 @@ fn plan_text(plan: &Value) -> String {
             text(&plan["timeBased"]["priceTier"])
         ));
     }
+    let check = &plan["bootCheck"];
+    if check.is_object() {
+        let groups: Vec<String> = items(&check["securityGroupIds"]).map(text).collect();
+        lines.push(format!(
+            "    would boot-check one {} in {} ({}, no public IP): running, status checks ok and every volume under the key within {} min, then terminated",
+            text(&check["instanceType"]),
+            text(&check["subnetId"]),
+            if groups.is_empty() {
+                "the VPC's default security group".to_string()
+            } else {
+                format!("security groups {}", groups.join(", "))
+            },
+            check["timeoutMinutes"]
+        ));
+    }
+    let wiring = &plan["wiring"];
+    if wiring.is_object() {
+        let templates = items(&wiring["launchTemplates"]).map(|t| {
+            let default = if t["setDefault"] == true {
+                " (default)"
+            } else {
+                ""
+            };
+            (text(&t["name"]), format!("a new version{default}"))
+        });
+        let parameter = wiring["ssmParameter"]
+            .as_str()
+            .map(|name| (name.to_string(), "the replica".to_string()));
+        lines.push(format!("    would wire {}", wired(templates, parameter)));
+    }
     lines.join("\n")
+}
+
+/// A JSON list's items (none when it is not a list).
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list.as_array().into_iter().flatten()
+}
+
+/// What wiring points (or would point) at the replica, from (name, what) pairs:
+/// `launch template NAME → WHAT, …, parameter NAME → WHAT`.
+fn wired(
+    templates: impl Iterator<Item = (String, String)>,
+    parameter: Option<(String, String)>,
+) -> String {
+    templates
+        .map(|(name, what)| format!("launch template {name} → {what}"))
+        .chain(parameter.map(|(name, what)| format!("parameter {name} → {what}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Copies started and not yet settled, for the Ctrl-C message.
@@ -571,6 +805,7 @@ pub fn summarize(
                 ("reused", "/reused"),
                 ("key_arn", "/keyArn"),
                 ("verified_at", "/verifiedAt"),
+                ("boot_check", "/document/evidence/bootCheck/status"),
                 ("error", "/error/name"),
                 ("message", "/error/message"),
             ],
@@ -649,6 +884,61 @@ pub fn proof(document: &Value) -> String {
             rfc3339(started)
         )
     });
+    let check = &document["evidence"]["bootCheck"];
+    if check.is_object() {
+        let volumes: Vec<String> = items(&check["volumes"])
+            .map(|v| format!("{} {}", text(&v["volumeId"]), text(&v["deviceName"])))
+            .collect();
+        let keys = report::each_once(
+            items(&check["volumes"])
+                .map(|v| text(&v["kmsKeyId"]))
+                .collect(),
+        );
+        lines.push(format!(
+            "    boot check {}: {} ({} in {}) running in {} s, status checks ok in {} s; {} volume(s) under {} ({}){}",
+            text(&check["status"]),
+            text(&check["instanceId"]),
+            text(&check["instanceType"]),
+            text(&check["subnetId"]),
+            check["secondsToRunning"],
+            check["secondsToStatusOk"],
+            volumes.len(),
+            keys.join(" and "),
+            volumes.join(", "),
+            if check["terminatedAt"].is_u64() { "; terminated" } else { "" }
+        ));
+    }
+    let wiring = &document["evidence"]["wiring"];
+    if wiring.is_object() {
+        let noted = |version: &Value, notes: &[(bool, &str)]| {
+            let notes: Vec<&str> = notes
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect();
+            if notes.is_empty() {
+                format!("version {version}")
+            } else {
+                format!("version {version} ({})", notes.join(", "))
+            }
+        };
+        let templates = items(&wiring["launchTemplates"]).map(|t| {
+            let notes = [
+                (t["isDefault"] == true, "default"),
+                (t["created"] == false, "already made"),
+            ];
+            (text(&t["name"]), noted(&t["version"], &notes))
+        });
+        let parameter = &wiring["ssmParameter"];
+        let parameter = parameter.is_object().then(|| {
+            let notes = [(parameter["written"] == false, "already held the replica")];
+            (
+                text(&parameter["name"]),
+                noted(&parameter["version"], &notes),
+            )
+        });
+        lines.push(format!("    wired: {}", wired(templates, parameter)));
+    }
     let lineage = &document["evidence"]["lineage"];
     lines.push(format!(
         "    lineage: {} tags on {} resources (replication {}); evidence published: {}",
@@ -804,4 +1094,208 @@ async fn via_state_machine(
         ),
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use ferry_core::document::{BootCheckRequest, LaunchTemplateRef};
+    use serde_json::json;
+
+    use super::{flag_for, parse_launch_template, plan_text, proof, Args};
+
+    #[derive(Parser)]
+    struct Replicate {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// `ferry replicate` of an AMI to us-west-2 and eu-west-1, with `extra` flags.
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec![
+            "replicate",
+            "--source-region",
+            "us-east-1",
+            "--image",
+            "ami-0123456789abcdef0",
+            "--to",
+            "us-west-2=alias/a",
+            "--to",
+            "eu-west-1=alias/b",
+        ];
+        argv.extend(extra);
+        Replicate::try_parse_from(argv).expect("flags parse").args
+    }
+
+    #[test]
+    fn each_destination_gets_only_the_templates_parameter_and_boot_check_named_for_its_region() {
+        let requests = args(&[
+            "--launch-template",
+            "us-west-2=web:default",
+            "--launch-template",
+            "us-west-2=batch",
+            "--ssm-parameter",
+            "eu-west-1=/golden/web/ami",
+            "--boot-check",
+            "us-west-2=subnet-0123456789abcdef0",
+            "--boot-check-security-group",
+            "us-west-2=sg-0123456789abcdef0",
+            "--boot-check-timeout-minutes",
+            "30",
+        ])
+        .requests();
+        let (west, ireland) = (&requests[0].destination, &requests[1].destination);
+        assert_eq!(
+            west.launch_templates,
+            [
+                LaunchTemplateRef {
+                    name: "web".into(),
+                    set_default: true
+                },
+                LaunchTemplateRef {
+                    name: "batch".into(),
+                    set_default: false
+                }
+            ]
+        );
+        assert_eq!(west.ssm_parameter, None);
+        assert_eq!(
+            west.boot_check,
+            Some(BootCheckRequest {
+                subnet_id: "subnet-0123456789abcdef0".into(),
+                instance_type: "t3.micro".into(),
+                security_group_ids: vec!["sg-0123456789abcdef0".into()],
+                timeout_minutes: Some(30),
+            })
+        );
+        assert!(ireland.launch_templates.is_empty() && ireland.boot_check.is_none());
+        assert_eq!(ireland.ssm_parameter.as_deref(), Some("/golden/web/ami"));
+    }
+
+    #[test]
+    fn a_launch_template_takes_default_as_its_only_suffix() {
+        let (region, template) = parse_launch_template("eu-west-1=web").unwrap();
+        assert_eq!(
+            (region.as_str(), template.set_default),
+            ("eu-west-1", false)
+        );
+        for wrong in ["us-west-2=web:latest", "us-west-2=:default", "web:default"] {
+            let error = parse_launch_template(wrong).unwrap_err();
+            assert!(error.contains("REGION=NAME:default"), "{wrong}: {error}");
+        }
+    }
+
+    #[test]
+    fn wiring_and_boot_check_flags_that_cannot_work_or_would_do_nothing_are_refused() {
+        let subnet = "us-west-2=subnet-0123456789abcdef0";
+        for extra in [
+            &["--launch-template", "ap-south-1=web"][..],
+            &["--ssm-parameter", "ap-south-1=/golden/web/ami"],
+            &["--boot-check", "ap-south-1=subnet-0123456789abcdef0"],
+            &[
+                "--ssm-parameter",
+                "us-west-2=/a",
+                "--ssm-parameter",
+                "us-west-2=/b",
+            ],
+            &["--boot-check", subnet, "--boot-check", subnet],
+            &[
+                "--boot-check-security-group",
+                "us-west-2=sg-0123456789abcdef0",
+            ],
+            &[
+                "--boot-check",
+                subnet,
+                "--boot-check-security-group",
+                "eu-west-1=sg-0123456789abcdef0",
+            ],
+            &["--boot-check-instance-type", "t3.small"],
+            &["--boot-check-timeout-minutes", "30"],
+            &["--boot-check", subnet, "--boot-check-timeout-minutes", "4"],
+            &["--boot-check", "us-west-2=subnet-nope"],
+        ] {
+            let args = args(extra);
+            assert!(args.check(&args.requests()).is_err(), "{extra:?}");
+        }
+        let args = args(&[
+            "--boot-check",
+            subnet,
+            "--boot-check-instance-type",
+            "m7i.large",
+            "--boot-check-timeout-minutes",
+            "120",
+            "--launch-template",
+            "eu-west-1=web",
+        ]);
+        assert!(args.check(&args.requests()).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_wiring_or_boot_check_field_names_the_flag_the_operator_typed() {
+        for (field, flag) in [
+            ("destination.launchTemplates", "--launch-template"),
+            ("destination.ssmParameter", "--ssm-parameter"),
+            ("destination.bootCheck", "--boot-check"),
+            (
+                "destination.bootCheck.subnetId",
+                "--boot-check REGION=SUBNET",
+            ),
+            (
+                "destination.bootCheck.instanceType",
+                "--boot-check-instance-type",
+            ),
+            (
+                "destination.bootCheck.securityGroupIds",
+                "--boot-check-security-group",
+            ),
+            (
+                "destination.bootCheck.timeoutMinutes",
+                "--boot-check-timeout-minutes",
+            ),
+        ] {
+            assert_eq!(flag_for(field), flag);
+        }
+    }
+
+    #[test]
+    fn the_proof_and_the_plan_say_what_was_boot_checked_and_wired() {
+        let key = "arn:aws:kms:us-west-2:111122223333:key/k";
+        let document = json!({
+            "destination": {"region": "us-west-2"},
+            "evidence": {
+                "bootCheck": {"status": "passed", "instanceId": "i-0123456789abcdef0",
+                              "instanceType": "t3.micro", "subnetId": "subnet-0123456789abcdef0",
+                              "secondsToRunning": 12, "secondsToStatusOk": 95, "terminatedAt": 1,
+                              "volumes": [{"volumeId": "vol-1", "deviceName": "/dev/xvda", "kmsKeyId": key},
+                                          {"volumeId": "vol-2", "deviceName": "/dev/xvdb", "kmsKeyId": key}]},
+                "wiring": {"launchTemplates": [{"name": "web", "version": 7, "isDefault": true, "created": true},
+                                               {"name": "batch", "version": 3, "isDefault": false, "created": false}],
+                           "ssmParameter": {"name": "/golden/web/ami", "version": 4, "written": true}}
+            }
+        });
+        let proof = proof(&document);
+        assert!(
+            proof.contains(&format!("    boot check passed: i-0123456789abcdef0 (t3.micro in subnet-0123456789abcdef0) running in 12 s, status checks ok in 95 s; 2 volume(s) under {key} (vol-1 /dev/xvda, vol-2 /dev/xvdb); terminated\n")),
+            "{proof}"
+        );
+        assert!(
+            proof.contains("    wired: launch template web → version 7 (default), launch template batch → version 3 (already made), parameter /golden/web/ami → version 4\n"),
+            "{proof}"
+        );
+
+        let plan = plan_text(&json!({
+            "destination": "us-west-2",
+            "bootCheck": {"subnetId": "subnet-0123456789abcdef0", "instanceType": "m7i.large",
+                          "securityGroupIds": ["sg-1", "sg-2"], "timeoutMinutes": 30},
+            "wiring": {"launchTemplates": [], "ssmParameter": "/golden/web/ami"}
+        }));
+        assert!(
+            plan.contains("    would boot-check one m7i.large in subnet-0123456789abcdef0 (security groups sg-1, sg-2, no public IP): running, status checks ok and every volume under the key within 30 min, then terminated"),
+            "{plan}"
+        );
+        assert!(
+            plan.ends_with("    would wire parameter /golden/web/ami → the replica"),
+            "{plan}"
+        );
+    }
 }

@@ -110,23 +110,29 @@ async fn seeded_with(copy_seconds: f64, data: Option<(i32, bool)>) -> Seeded {
 
 #[tokio::test]
 async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
-    let (aws, _seed, image, key_arn) = seeded().await;
+    let (aws, seed, image, key_arn) = seeded().await;
+    seed.launch_template(DESTINATION, "web").await;
+    // Wired and boot-checked too, so that the policy check below covers those calls.
+    let boot_check = format!("{DESTINATION}={}", seed.subnet(DESTINATION).await);
+    let replicate = [
+        "replicate",
+        "--source-region",
+        SOURCE,
+        "--image",
+        &image,
+        "--to",
+        "us-west-2=alias/dr",
+        "--fsr-az",
+        "us-west-2a",
+        "--launch-template",
+        "us-west-2=web",
+        "--ssm-parameter",
+        "us-west-2=/golden/web/ami",
+        "--boot-check",
+        &boot_check,
+    ];
     let seeding = aws.calls().len();
-    let run = ferry(
-        &aws,
-        &[
-            "replicate",
-            "--source-region",
-            SOURCE,
-            "--image",
-            &image,
-            "--to",
-            "us-west-2=alias/dr",
-            "--fsr-az",
-            "us-west-2a",
-            "--json",
-        ],
-    );
+    let run = ferry(&aws, &[&replicate[..], &["--json"]].concat());
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     assert!(
@@ -148,15 +154,31 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
         "/../infra/operator-policy.json"
     ))
     .unwrap();
-    for call in &aws.calls()[seeding..] {
-        let action = format!(
-            "{}:{}",
-            call["service"].as_str().unwrap(),
-            call["action"].as_str().unwrap()
-        );
+    let made: Vec<String> = aws.calls()[seeding..]
+        .iter()
+        .map(|call| {
+            format!(
+                "{}:{}",
+                call["service"].as_str().unwrap(),
+                call["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for action in &made {
         assert!(
             action == "sts:GetCallerIdentity" || policy.contains(&format!("\"{action}\"")),
             "infra/operator-policy.json allows {action}"
+        );
+    }
+    for action in [
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "ec2:CreateLaunchTemplateVersion",
+        "ssm:PutParameter",
+    ] {
+        assert!(
+            made.iter().any(|a| a == action),
+            "the replication wired and boot-checked: {action} in {made:?}"
         );
     }
 
@@ -183,21 +205,7 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
     assert_eq!(replicas[0]["replicationId"], replication_id.as_str());
 
     // The same command again: the replica is reused, and said to be.
-    let rerun = ferry(
-        &aws,
-        &[
-            "-q",
-            "replicate",
-            "--source-region",
-            SOURCE,
-            "--image",
-            &image,
-            "--to",
-            "us-west-2=alias/dr",
-            "--fsr-az",
-            "us-west-2a",
-        ],
-    );
+    let rerun = ferry(&aws, &[&["-q"][..], &replicate].concat());
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun.stderr));
     assert!(
         text(&rerun.stdout).contains(&format!(
@@ -371,6 +379,27 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
             &["--fsr-disable-after-hours", "2"][..],
             "--fsr-disable-after-hours",
         ),
+        (
+            &["--boot-check", "eu-west-1=subnet-0123456789abcdef0"][..],
+            "--boot-check: eu-west-1 is not a --to Region",
+        ),
+        (
+            &["--boot-check-timeout-minutes", "30"][..],
+            "--boot-check-timeout-minutes: does nothing without --boot-check",
+        ),
+        (
+            &[
+                "--boot-check",
+                "us-west-2=subnet-0123456789abcdef0",
+                "--boot-check-timeout-minutes",
+                "200",
+            ][..],
+            "--boot-check-timeout-minutes",
+        ),
+        (
+            &["--ssm-parameter", "us-west-2=/aws/service/x"][..],
+            "--ssm-parameter",
+        ),
     ] {
         let run = with(extra);
         assert_eq!(
@@ -399,7 +428,10 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
             .stdout,
     );
     assert!(
-        help.contains("15 to 2880 in steps of 15") && help.contains("1 or more"),
+        help.contains("15 to 2880 in steps of 15")
+            && help.contains("1 or more")
+            && help.contains("5 to 120 minutes")
+            && help.contains("REGION=NAME:default"),
         "the hint's --help shows the accepted values: {help}"
     );
 
@@ -429,6 +461,139 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
         text(&tags_on_a_snapshot.stderr).contains("warning[CopySourceTagsIgnored]"),
         "{}",
         text(&tags_on_a_snapshot.stderr)
+    );
+    let boot_a_snapshot = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--snapshot",
+            &snapshot,
+            "--to",
+            "us-west-2=alias/dr",
+            "--boot-check",
+            "us-west-2=subnet-0123456789abcdef0",
+        ],
+    );
+    assert_eq!(
+        boot_a_snapshot.status.code(),
+        Some(2),
+        "{}",
+        text(&boot_a_snapshot.stderr)
+    );
+    one_named_error(&boot_a_snapshot, "InvalidRequest");
+    assert!(
+        text(&boot_a_snapshot.stderr)
+            .contains("--boot-check: a boot check launches an instance from an AMI"),
+        "{}",
+        text(&boot_a_snapshot.stderr)
+    );
+    assert_eq!(aws.count_calls("RunInstances"), 0);
+}
+
+#[tokio::test]
+async fn replicate_wires_and_boot_checks_the_replica_and_says_so() {
+    let Seeded {
+        aws,
+        seed,
+        image,
+        key,
+        ..
+    } = seeded_with(2.0, Some((8, true))).await;
+    seed.launch_template(DESTINATION, "web").await;
+    let subnet = seed.subnet(DESTINATION).await;
+    let boot_check = format!("{DESTINATION}={subnet}");
+    let replicate = |extra: &[&str]| {
+        let mut args = vec![
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--image",
+            &image,
+            "--to",
+            "us-west-2=alias/dr",
+            "--boot-check",
+            &boot_check,
+            "--launch-template",
+            "us-west-2=web:default",
+            "--ssm-parameter",
+            "us-west-2=/golden/web/ami",
+        ];
+        args.extend(extra);
+        ferry(&aws, &args)
+    };
+
+    // The dry run says what would be boot-checked and wired, and does neither.
+    let dry = replicate(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    for expected in [
+        format!("would boot-check one t3.micro in {subnet} (the VPC's default security group, no public IP)"),
+        "within 15 min, then terminated".to_string(),
+        "would wire launch template web → a new version (default), parameter /golden/web/ami → the replica".to_string(),
+    ] {
+        assert!(text(&dry.stdout).contains(&expected), "{expected}: {}", text(&dry.stdout));
+    }
+    let plan: Value =
+        serde_json::from_str(&text(&replicate(&["--dry-run", "--output", "json"]).stdout)).unwrap();
+    assert_eq!(
+        plan[0]["bootCheck"],
+        json!({"subnetId": subnet, "instanceType": "t3.micro", "securityGroupIds": [], "timeoutMinutes": 15})
+    );
+    assert_eq!(
+        plan[0]["wiring"],
+        json!({"launchTemplates": [{"name": "web", "setDefault": true}], "ssmParameter": "/golden/web/ami"})
+    );
+    assert_eq!(
+        aws.count_calls("RunInstances") + aws.count_calls("CreateLaunchTemplateVersion"),
+        0
+    );
+
+    let run = replicate(&["--output", "json"]);
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let results: Value = serde_json::from_str(&stdout).expect("stdout is the JSON only");
+    let evidence = &results[0]["document"]["evidence"];
+    let check = &evidence["bootCheck"];
+    assert_eq!(check["status"], "passed", "{check}");
+    let instance = check["instanceId"].as_str().unwrap();
+    assert_eq!(check["volumes"].as_array().unwrap().len(), 2, "{check}");
+    assert!(check["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["kmsKeyId"] == key.arn.as_str()));
+    assert_eq!(evidence["wiring"]["launchTemplates"][0]["name"], "web");
+    assert_eq!(evidence["wiring"]["launchTemplates"][0]["isDefault"], true);
+    let version = evidence["wiring"]["launchTemplates"][0]["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        evidence["wiring"]["ssmParameter"]["name"],
+        "/golden/web/ami"
+    );
+
+    // What was proved, for people (on stderr beside the JSON): the instance, its times, the
+    // volumes under the key, and what was wired.
+    for expected in [
+        format!(
+            "boot check passed: {instance} (t3.micro in {subnet}) running in {} s, status checks ok in {} s; 2 volume(s) under {}",
+            check["secondsToRunning"], check["secondsToStatusOk"], key.arn
+        ),
+        "; terminated".to_string(),
+        format!("wired: launch template web → version {version} (default), parameter /golden/web/ami → version 1"),
+        format!("[{DESTINATION}] boot check: {instance}"),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}: {stderr}");
+    }
+
+    // Nothing is left running.
+    aws.advance(5.0);
+    let instances = seed.instances(DESTINATION).await;
+    assert_eq!(
+        instances,
+        vec![(instance.to_string(), "terminated".to_string())],
+        "one launch, terminated"
     );
 }
 

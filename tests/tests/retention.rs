@@ -127,10 +127,13 @@ async fn retention_keeps_the_newest_and_what_is_used_and_retires_the_rest_after_
     assert!(reasons[4].contains("beyond the newest 1"), "{reasons:?}");
 
     // The audit shows what uses each replica and what retention would do with it.
-    let audited =
-        ferry_core::audit::audit(&world.deps, &[DESTINATION.to_string()], &[target.clone()])
-            .await
-            .unwrap();
+    let audited = ferry_core::audit::audit(
+        &world.deps,
+        &[DESTINATION.to_string()],
+        std::slice::from_ref(&target),
+    )
+    .await
+    .unwrap();
     let of = |id: &str| audited.iter().find(|r| r.destination_id == id).unwrap();
     assert_eq!(
         of(&replicas[1]).launch_templates,
