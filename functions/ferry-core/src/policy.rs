@@ -7,7 +7,7 @@ use crate::document::{BootCheckRequest, FsrOptions, LaunchTemplateRef, Retention
 use crate::error::FerryError;
 use crate::rules::boot_check::check_boot_check;
 use crate::rules::request::is_region;
-use crate::rules::retention::check_retention;
+use crate::rules::retention::{check_retention, RetentionTarget};
 use crate::rules::wiring::{check_parameter_name, check_templates};
 
 /// Most destination Regions one policy may name.
@@ -92,6 +92,20 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// The destinations that ask for retention, as the scheduled step and `ferry prune` apply it.
+    pub fn retention_targets(&self) -> Vec<RetentionTarget> {
+        self.destinations
+            .iter()
+            .filter_map(|d| {
+                Some(RetentionTarget {
+                    region: d.region.clone(),
+                    retention: d.retention.clone()?,
+                    ssm_parameter: d.ssm_parameter.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Parses and checks a policy document.
     pub fn parse(json: &str) -> Result<Policy, PolicyError> {
         let policy: Policy = serde_json::from_str(json)?;

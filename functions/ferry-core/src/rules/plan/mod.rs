@@ -11,7 +11,6 @@ pub mod pack;
 pub mod select;
 pub mod trigger;
 
-use crate::rules::retention::RetentionTarget;
 use std::collections::BTreeSet;
 
 use crate::document::Replication;
@@ -57,7 +56,7 @@ pub struct Decision {
     pub budget: usize,
     pub sweep_regions: Vec<String>,
     /// The policy destinations with retention (a sweep's scheduled step retires their replicas).
-    pub retention: Vec<RetentionTarget>,
+    pub retention: Vec<crate::rules::retention::RetentionTarget>,
 }
 
 impl Decision {
@@ -147,17 +146,7 @@ impl Decision {
                 .iter()
                 .map(|d| d.region.clone())
                 .collect(),
-            retention: policy
-                .destinations
-                .iter()
-                .filter_map(|d| {
-                    Some(RetentionTarget {
-                        region: d.region.clone(),
-                        retention: d.retention.clone()?,
-                        ssm_parameter: d.ssm_parameter.clone(),
-                    })
-                })
-                .collect(),
+            retention: policy.retention_targets(),
         }
     }
 }
