@@ -1,9 +1,11 @@
 //! `ferry audit`: the fleet compliance report, as a table, JSON or CSV. Exits 3 when anything is
 //! flagged, so it can gate a pipeline.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ferry_core::audit::{AuditedSnapshot, Flag, Note, ReplicaAudit};
+use ferry_core::rules::retention::Action;
 use ferry_core::{Config, Deps};
 
 use crate::report::{self, Output};
@@ -11,21 +13,55 @@ use crate::Global;
 
 pub const EXAMPLES: &str = "Examples:
   ferry audit --regions us-west-2,eu-west-1
+  ferry audit --policy policy.json       # its destination Regions, with what retention would do
   ferry audit --regions us-west-2 --output csv > replicas.csv
   ferry audit --regions us-west-2 --output json | jq '.[] | select(.flags != [])'";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Destination Regions to audit, comma-separated (spaces allowed, repeats ignored).
-    #[arg(long, value_delimiter = ',', required = true, value_parser = report::region)]
+    /// Destination Regions to audit, comma-separated (spaces allowed, repeats ignored); default
+    /// with --policy: its destination Regions.
+    #[arg(long, value_delimiter = ',', required_unless_present = "policy", value_parser = report::region)]
     regions: Vec<String>,
+    /// A policy document as the stack deploys it: each AMI replica in a destination with
+    /// `retention` also shows what the scheduled step would do with it, and why.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// The same as --output.
     #[arg(long, value_enum, hide = true)]
     format: Option<Output>,
 }
 
 pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
-    let regions = report::each_once(args.regions);
+    let policy = match &args.policy {
+        Some(path) => match crate::prune::load_policy(path, "audit") {
+            Ok(policy) => Some(policy),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let targets = policy
+        .as_ref()
+        .map(|p| p.retention_targets())
+        .unwrap_or_default();
+    if let (Some(path), true) = (&args.policy, targets.is_empty()) {
+        report::warn(
+            "NoRetention",
+            &format!(
+                "{}: no destination has retention, so no replica shows a retention verdict",
+                path.display()
+            ),
+        );
+    }
+    let regions = report::each_once(if args.regions.is_empty() {
+        policy
+            .iter()
+            .flat_map(|p| &p.destinations)
+            .map(|d| d.region.clone())
+            .collect()
+    } else {
+        args.regions
+    });
     let sdk = match global
         .aws
         .connect(&config, regions.first().map(String::as_str))
@@ -35,7 +71,7 @@ pub async fn run(global: &Global, config: Config, args: Args) -> ExitCode {
         Err(unusable) => return unusable.report(),
     };
     let deps = Deps::from_sdk(&sdk, config);
-    let replicas = match ferry_core::audit::audit(&deps, &regions, &[]).await {
+    let replicas = match ferry_core::audit::audit(&deps, &regions, &targets).await {
         Ok(replicas) => replicas,
         Err(error) => return report::error("audit", &error),
     };
@@ -183,13 +219,43 @@ pub fn print_table(replicas: &[ReplicaAudit]) {
                 if fsr.is_empty() { "-" } else { &fsr }
             );
         }
+        for line in usage_lines(replica) {
+            println!("    {line}");
+        }
     }
+}
+
+/// What uses an AMI replica and what retention would do with it, one line each, for the
+/// table: only what there is to say.
+fn usage_lines(replica: &ReplicaAudit) -> Vec<String> {
+    let mut lines = vec![];
+    if !replica.launch_templates.is_empty() {
+        lines.push(format!(
+            "launched by: {}",
+            replica.launch_templates.join(", ")
+        ));
+    }
+    if let Some(name) = &replica.ssm_parameter {
+        lines.push(format!("parameter: {name}"));
+    }
+    // The tag says it: `passed <time> on <type>: running in … s, status ok in … s`.
+    if let Some(checked) = &replica.boot_checked {
+        lines.push(format!("boot check: {checked}"));
+    }
+    if let Some(retention) = &replica.retention {
+        lines.push(format!(
+            "retention: {} — {}",
+            crate::prune::would(retention.action),
+            retention.reason
+        ));
+    }
+    lines
 }
 
 /// One row per replica snapshot; each row carries the replica's own flags and that snapshot's,
 /// never another snapshot's.
 fn print_csv(replicas: &[ReplicaAudit]) {
-    println!("source_region,source_id,destination_region,destination_id,snapshot_id,source_snapshot_id,source_key_arn,key_arn,recorded_key_arn,key_alias,encrypted,verified_at,fsr,flags");
+    println!("source_region,source_id,destination_region,destination_id,snapshot_id,source_snapshot_id,source_key_arn,key_arn,recorded_key_arn,key_alias,encrypted,verified_at,fsr,flags,launch_templates,ssm_parameter,boot_checked,retention_action,retention_reason");
     for replica in replicas {
         for snapshot in &replica.snapshots {
             let mine = |id: Option<&str>| id.is_none_or(|id| id == snapshot.snapshot_id);
@@ -224,8 +290,29 @@ fn print_csv(replicas: &[ReplicaAudit]) {
                     or_dash(&replica.verified_at),
                     &fsr_text(snapshot, " "),
                     &verdict(&flags, &notes),
+                    &replica.launch_templates.join("; "),
+                    or_dash(&replica.ssm_parameter),
+                    or_dash(&replica.boot_checked),
+                    replica
+                        .retention
+                        .as_ref()
+                        .map_or("-", |r| action_name(r.action)),
+                    replica
+                        .retention
+                        .as_ref()
+                        .map_or("-", |r| r.reason.as_str()),
                 ])
             );
         }
+    }
+}
+
+/// A retention action as JSON and CSV name it.
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Keep => "keep",
+        Action::Deprecate => "deprecate",
+        Action::AwaitGrace => "awaitGrace",
+        Action::Deregister => "deregister",
     }
 }

@@ -1,10 +1,12 @@
 //! `ferry`: replicate encrypted AMIs and snapshots across Regions from a terminal, follow a
-//! replication, audit the fleet, or see it all on the embedded local AWS (`ferry demo`).
+//! replication, audit the fleet, prune what retention retires, or see it all on the embedded
+//! local AWS (`ferry demo`).
 //! Exit codes: `report::EXIT_CODES`.
 
 mod audit;
 mod aws;
 mod demo;
+mod prune;
 mod replicate;
 mod report;
 mod status;
@@ -67,6 +69,9 @@ enum Command {
     /// Fleet compliance report of every replica ferry made in some Regions.
     #[command(after_help = audit::EXAMPLES, after_long_help = report::long_help(audit::EXAMPLES))]
     Audit(audit::Args),
+    /// What retention retires and why, as the scheduled step decides it; --apply carries it out.
+    #[command(after_help = prune::EXAMPLES, after_long_help = report::long_help(prune::EXAMPLES))]
+    Prune(prune::Args),
     /// Seed a local AWS and run a full replication, printing what was proved.
     #[command(after_help = demo::EXAMPLES, after_long_help = report::long_help(demo::EXAMPLES))]
     Demo(demo::Args),
@@ -120,6 +125,7 @@ async fn main() -> ExitCode {
         Command::Replicate(args) => replicate::run(&global, config, *args).await,
         Command::Status(args) => status::run(&global, config, args).await,
         Command::Audit(args) => audit::run(&global, config, args).await,
+        Command::Prune(args) => prune::run(&global, config, args).await,
         Command::Demo(args) => demo::run(&global, args).await,
         Command::Completions { .. } => ExitCode::SUCCESS,
     }

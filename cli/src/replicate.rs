@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
 use ferry_core::document::{
-    BootCheckRequest, Destination, FsrOptions, LaunchTemplateRef, Options, Source, SourceKind,
+    BootCheckRequest, Destination, FsrOptions, LaunchTemplateRef, Options, RetentionRequest,
+    Source, SourceKind,
 };
 use ferry_core::flow::{Flow, Observe, Pause, Stage};
 use ferry_core::handlers::start_copy::{self, Preflight};
@@ -31,6 +32,8 @@ pub const EXAMPLES: &str = "Examples:
   ferry replicate --source-region us-east-1 --image ami-0123456789abcdef0 --to us-west-2=alias/dr \\
       --boot-check us-west-2=subnet-0123456789abcdef0 \\
       --launch-template us-west-2=web:default --ssm-parameter us-west-2=/golden/web/ami
+  ferry replicate --source-region us-east-1 --image ami-0123456789abcdef0 --to us-west-2=alias/dr \\
+      --retention-keep 3 --retention-group-by app --retention-max-age-days 90
   ferry replicate … --state-machine arn:aws:states:us-east-1:111122223333:stateMachine:ferry-replication";
 
 #[derive(clap::Args, Debug)]
@@ -92,6 +95,24 @@ pub struct Args {
     /// (default 15). Needs --boot-check.
     #[arg(long, value_name = "MINUTES")]
     boot_check_timeout_minutes: Option<u32>,
+    /// Retention for every --to Region: the newest N verified replicas of each image family
+    /// (sources sharing the --retention-group-by tag's value) are kept; at least 1. The replica
+    /// is tagged with its group (ferry:group); `ferry prune` or a deployed ferry's scheduled
+    /// sweep retires the rest, this command does not. AMIs only; needs --retention-group-by.
+    #[arg(long, value_name = "N")]
+    retention_keep: Option<u32>,
+    /// The source tag whose value names the image family, e.g. app (1 to 128 characters, no
+    /// aws: prefix). Needs --retention-keep.
+    #[arg(long, value_name = "KEY")]
+    retention_group_by: Option<String>,
+    /// Also retire replicas verified more than this many days ago (at least 1; never the
+    /// newest). Needs --retention-keep and --retention-group-by.
+    #[arg(long, value_name = "DAYS")]
+    retention_max_age_days: Option<u32>,
+    /// Days between deprecating a replica and deregistering it: 0 to 365 (default 7). Needs
+    /// --retention-keep and --retention-group-by.
+    #[arg(long, value_name = "DAYS")]
+    retention_grace_days: Option<u32>,
     /// Copy the source AMI's own tags too (AMIs only: CopySnapshot copies no tags).
     #[arg(long)]
     copy_source_tags: bool,
@@ -180,7 +201,7 @@ fn in_region<'a, T>(pairs: &'a [(String, T)], region: &'a str) -> impl Iterator<
 }
 
 /// The flag a document field comes from, for messages that name what the operator typed.
-const FLAGS: [(&str, &str); 18] = [
+const FLAGS: [(&str, &str); 23] = [
     ("source.region", "--source-region"),
     ("source.imageId", "--image"),
     ("source.snapshotId", "--snapshot"),
@@ -205,6 +226,17 @@ const FLAGS: [(&str, &str); 18] = [
         "destination.bootCheck.timeoutMinutes",
         "--boot-check-timeout-minutes",
     ),
+    (
+        "destination.retention",
+        "--retention-keep/--retention-group-by",
+    ),
+    ("destination.retention.keep", "--retention-keep"),
+    ("destination.retention.groupBy", "--retention-group-by"),
+    (
+        "destination.retention.maxAgeDays",
+        "--retention-max-age-days",
+    ),
+    ("destination.retention.graceDays", "--retention-grace-days"),
     ("options.completionDurationMinutes", "--completion-minutes"),
     ("options.attempt", "--attempt"),
     ("options.batch", "--batch"),
@@ -236,6 +268,17 @@ fn report_error(region: &str, error: &FerryError) -> ExitCode {
 }
 
 impl Args {
+    /// The retention every destination asks for, when --retention-keep and
+    /// --retention-group-by are both given.
+    fn retention(&self) -> Option<RetentionRequest> {
+        Some(RetentionRequest {
+            keep: self.retention_keep?,
+            group_by: self.retention_group_by.clone()?,
+            max_age_days: self.retention_max_age_days,
+            grace_days: self.retention_grace_days,
+        })
+    }
+
     /// One replication request per destination.
     pub fn requests(&self) -> Vec<Replication> {
         self.destinations
@@ -276,7 +319,7 @@ impl Args {
                                 timeout_minutes: self.boot_check_timeout_minutes,
                             }
                         }),
-                        ..Default::default()
+                        retention: self.retention(),
                     },
                     Options {
                         copy_source_tags: self.copy_source_tags.then_some(true),
@@ -364,6 +407,40 @@ impl Args {
                 return usage(flag, "does nothing without --boot-check");
             }
         }
+        match (self.retention_keep, &self.retention_group_by) {
+            (Some(_), None) => {
+                return usage(
+                    "--retention-group-by",
+                    "--retention-keep needs it: the source tag that names the image family",
+                )
+            }
+            (None, Some(_)) => {
+                return usage(
+                    "--retention-keep",
+                    "--retention-group-by needs it: how many replicas of each family to keep",
+                )
+            }
+            (None, None) => {
+                for (flag, given) in [
+                    (
+                        "--retention-max-age-days",
+                        self.retention_max_age_days.is_some(),
+                    ),
+                    (
+                        "--retention-grace-days",
+                        self.retention_grace_days.is_some(),
+                    ),
+                ] {
+                    if given {
+                        return usage(
+                            flag,
+                            "does nothing without --retention-keep and --retention-group-by",
+                        );
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {}
+        }
         if self.snapshot.is_some() && self.copy_source_tags {
             report::warn(
                 "CopySourceTagsIgnored",
@@ -380,6 +457,15 @@ impl Args {
             if let Err(error) = request::validate(request) {
                 return Err(report_error(&request.destination.region, &error));
             }
+        }
+        if let Some(retention) = self.retention().filter(|_| !self.dry_run) {
+            report::warn(
+                "RetentionNotAppliedHere",
+                &format!(
+                    "--retention-* tags each replica with its group (ferry:group) and retires nothing: `ferry prune --region REGION --keep {} --group-by {}` shows and (--apply) retires what is beyond it, as a deployed ferry's scheduled sweep does with its policy's retention",
+                    retention.keep, retention.group_by
+                ),
+            );
         }
         Ok(())
     }
@@ -513,6 +599,7 @@ async fn dry_run(deps: &Deps, requests: Vec<Replication>, output: Output) -> Exi
                 ("price_tier", "/timeBased/priceTier"),
                 ("boot_check_subnet", "/bootCheck/subnetId"),
                 ("ssm_parameter", "/wiring/ssmParameter"),
+                ("group", "/group"),
                 ("error", "/error/name"),
             ],
         ),
@@ -579,6 +666,27 @@ fn plan_json(preflight: &Preflight, now: u64) -> Value {
             "launchTemplates": destination.launch_templates,
             "ssmParameter": destination.ssm_parameter,
         })),
+        "retention": destination.retention,
+        "group": document.group,
+    })
+}
+
+/// What `--retention-*` means for one replica: its group, or why it has none.
+fn retention_text(retention: &Value, group: &Value) -> Option<String> {
+    let group_by = retention["groupBy"].as_str()?;
+    let keep = &retention["keep"];
+    let age = retention["maxAgeDays"]
+        .as_u64()
+        .map(|d| format!(", and those verified more than {d} days ago,"))
+        .unwrap_or_default();
+    let grace = retention["graceDays"].as_u64().unwrap_or(7);
+    Some(match group.as_str() {
+        Some(group) => format!(
+            "retention group {group} (ferry:group): replicas beyond the newest {keep}{age} are retired by `ferry prune` or a deployed ferry's sweep, deregistered {grace} day(s) after deprecation"
+        ),
+        None => format!(
+            "retention: the source has no {group_by} tag, so the replica has no group and is never retired"
+        ),
     })
 }
 
@@ -652,6 +760,9 @@ fn plan_text(plan: &Value) -> String {
             .as_str()
             .map(|name| (name.to_string(), "the replica".to_string()));
         lines.push(format!("    would wire {}", wired(templates, parameter)));
+    }
+    if let Some(retention) = retention_text(&plan["retention"], &plan["group"]) {
+        lines.push(format!("    {retention}"));
     }
     lines.join("\n")
 }
@@ -806,6 +917,7 @@ pub fn summarize(
                 ("key_arn", "/keyArn"),
                 ("verified_at", "/verifiedAt"),
                 ("boot_check", "/document/evidence/bootCheck/status"),
+                ("group", "/document/group"),
                 ("error", "/error/name"),
                 ("message", "/error/message"),
             ],
@@ -950,6 +1062,11 @@ pub fn proof(document: &Value) -> String {
         text(&document["replicationId"]),
         lineage["eventPublished"]
     ));
+    if let Some(retention) =
+        retention_text(&document["destination"]["retention"], &document["group"])
+    {
+        lines.push(format!("    {retention}"));
+    }
     let fsr = &document["evidence"]["fsr"];
     let states: Vec<String> = fsr["states"]
         .as_array()
@@ -1231,30 +1348,101 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_wiring_or_boot_check_field_names_the_flag_the_operator_typed() {
-        for (field, flag) in [
-            ("destination.launchTemplates", "--launch-template"),
-            ("destination.ssmParameter", "--ssm-parameter"),
-            ("destination.bootCheck", "--boot-check"),
-            (
-                "destination.bootCheck.subnetId",
-                "--boot-check REGION=SUBNET",
-            ),
-            (
-                "destination.bootCheck.instanceType",
-                "--boot-check-instance-type",
-            ),
-            (
-                "destination.bootCheck.securityGroupIds",
-                "--boot-check-security-group",
-            ),
-            (
-                "destination.bootCheck.timeoutMinutes",
-                "--boot-check-timeout-minutes",
-            ),
-        ] {
-            assert_eq!(flag_for(field), flag);
+    fn retention_goes_to_every_destination_and_half_of_it_is_refused() {
+        let whole = args(&[
+            "--retention-keep",
+            "3",
+            "--retention-group-by",
+            "app",
+            "--retention-grace-days",
+            "0",
+        ]);
+        let requests = whole.requests();
+        assert!(whole.check(&requests).is_ok());
+        for request in &requests {
+            let retention = request.destination.retention.as_ref().unwrap();
+            assert_eq!(
+                (
+                    retention.keep,
+                    retention.group_by.as_str(),
+                    retention.grace_days
+                ),
+                (3, "app", Some(0))
+            );
         }
+        assert!(args(&[]).requests()[0].destination.retention.is_none());
+        for extra in [
+            &["--retention-keep", "3"][..],
+            &["--retention-group-by", "app"],
+            &["--retention-max-age-days", "30"],
+            &["--retention-grace-days", "1"],
+            &["--retention-keep", "0", "--retention-group-by", "app"],
+            &["--retention-keep", "1", "--retention-group-by", "aws:app"],
+            &[
+                "--retention-keep",
+                "1",
+                "--retention-group-by",
+                "app",
+                "--retention-grace-days",
+                "400",
+            ],
+        ] {
+            let args = args(extra);
+            assert!(args.check(&args.requests()).is_err(), "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_names_the_replicas_retention_group_or_why_it_has_none() {
+        let plan = |group: serde_json::Value| {
+            plan_text(&json!({
+                "destination": "us-west-2",
+                "retention": {"keep": 3, "groupBy": "app", "maxAgeDays": 90},
+                "group": group,
+            }))
+        };
+        assert!(
+            plan(json!("app=web")).ends_with("    retention group app=web (ferry:group): replicas beyond the newest 3, and those verified more than 90 days ago, are retired by `ferry prune` or a deployed ferry's sweep, deregistered 7 day(s) after deprecation"),
+            "{}",
+            plan(json!("app=web"))
+        );
+        assert!(
+            plan(json!(null)).ends_with("    retention: the source has no app tag, so the replica has no group and is never retired"),
+            "{}",
+            plan(json!(null))
+        );
+        assert!(!plan_text(&json!({"destination": "us-west-2"})).contains("retention"));
+    }
+
+    #[test]
+    fn every_document_field_names_a_flag_replicate_really_has() {
+        use clap::Args as _;
+        let command = Args::augment_args(clap::Command::new("replicate"));
+        let longs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for (field, flag) in super::FLAGS {
+            let named: Vec<&str> = flag
+                .split([' ', '/', '='])
+                .filter(|t| t.starts_with("--"))
+                .collect();
+            assert!(!named.is_empty(), "{field}: {flag}");
+            for token in named {
+                assert!(
+                    longs.iter().any(|l| l == token),
+                    "{field}: {token} is not a flag"
+                );
+            }
+        }
+        assert_eq!(
+            flag_for("destination.bootCheck.timeoutMinutes"),
+            "--boot-check-timeout-minutes"
+        );
+        assert_eq!(
+            flag_for("destination.retention.unknown"),
+            "--retention-keep/--retention-group-by"
+        );
     }
 
     #[test]

@@ -60,6 +60,34 @@ fn one_named_error(output: &Output, name: &str) {
     );
 }
 
+/// The local AWS's record of `calls` as `service:Action`, each asserted to be one
+/// infra/operator-policy.json (README's policy for the operator's own credentials) allows; STS
+/// GetCallerIdentity needs no permission.
+fn allowed_by_the_operator_policy(calls: &[Value]) -> Vec<String> {
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/operator-policy.json"
+    ))
+    .unwrap();
+    let made: Vec<String> = calls
+        .iter()
+        .map(|call| {
+            format!(
+                "{}:{}",
+                call["service"].as_str().unwrap(),
+                call["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for action in &made {
+        assert!(
+            action == "sts:GetCallerIdentity" || policy.contains(&format!("\"{action}\"")),
+            "infra/operator-policy.json allows {action}"
+        );
+    }
+    made
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
@@ -147,29 +175,8 @@ async fn replicate_proves_the_key_and_status_finds_the_replication_by_id() {
         serde_json::from_str(&stdout).expect("stdout is the --json documents only");
     let replication_id = documents[0]["replicationId"].as_str().unwrap().to_string();
 
-    // README's operator policy allows every call an in-process replicate made (STS
-    // GetCallerIdentity needs no permission).
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../infra/operator-policy.json"
-    ))
-    .unwrap();
-    let made: Vec<String> = aws.calls()[seeding..]
-        .iter()
-        .map(|call| {
-            format!(
-                "{}:{}",
-                call["service"].as_str().unwrap(),
-                call["action"].as_str().unwrap()
-            )
-        })
-        .collect();
-    for action in &made {
-        assert!(
-            action == "sts:GetCallerIdentity" || policy.contains(&format!("\"{action}\"")),
-            "infra/operator-policy.json allows {action}"
-        );
-    }
+    // README's operator policy allows every call an in-process replicate made.
+    let made = allowed_by_the_operator_policy(&aws.calls()[seeding..]);
     for action in [
         "ec2:RunInstances",
         "ec2:TerminateInstances",
@@ -400,6 +407,18 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
             &["--ssm-parameter", "us-west-2=/aws/service/x"][..],
             "--ssm-parameter",
         ),
+        (
+            &["--retention-keep", "1"][..],
+            "--retention-group-by: --retention-keep needs it",
+        ),
+        (
+            &["--retention-keep", "0", "--retention-group-by", "app"][..],
+            "--retention-keep: keep at least 1",
+        ),
+        (
+            &["--retention-grace-days", "3"][..],
+            "--retention-grace-days: does nothing without",
+        ),
     ] {
         let run = with(extra);
         assert_eq!(
@@ -490,6 +509,36 @@ async fn flag_mistakes_are_usage_errors_naming_the_flag_and_no_ops_are_named() {
         text(&boot_a_snapshot.stderr)
     );
     assert_eq!(aws.count_calls("RunInstances"), 0);
+    let retain_a_snapshot = ferry(
+        &aws,
+        &[
+            "replicate",
+            "--source-region",
+            SOURCE,
+            "--snapshot",
+            &snapshot,
+            "--to",
+            "us-west-2=alias/dr",
+            "--retention-keep",
+            "1",
+            "--retention-group-by",
+            "app",
+        ],
+    );
+    assert_eq!(
+        retain_a_snapshot.status.code(),
+        Some(2),
+        "{}",
+        text(&retain_a_snapshot.stderr)
+    );
+    one_named_error(&retain_a_snapshot, "InvalidRequest");
+    assert!(
+        text(&retain_a_snapshot.stderr).contains(
+            "--retention-keep/--retention-group-by: retention keeps and retires AMI replicas"
+        ),
+        "{}",
+        text(&retain_a_snapshot.stderr)
+    );
 }
 
 #[tokio::test]
@@ -778,7 +827,7 @@ fn help_teaches_with_examples_the_exit_codes_the_readme_gives_and_completions() 
             "README's exit code {code} ({meaning}) is what --help says: {help}"
         );
     }
-    for command in ["replicate", "status", "audit", "demo"] {
+    for command in ["replicate", "status", "audit", "prune", "demo"] {
         let help = run(&[command, "--help"]);
         assert!(
             help.contains("Examples:")
@@ -1275,4 +1324,378 @@ async fn replicate_through_a_state_machine_starts_once_follows_and_reports_succe
         "{}",
         text(&failed.stderr)
     );
+}
+
+/// A policy document in a file of its own, as the stack deploys it, with `destinations`.
+fn policy_file(name: &str, destinations: Value) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "ferry-cli-{name}-{}-{}.json",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let policy = json!({"selection": {"tagKey": "app"}, "destinations": destinations});
+    std::fs::write(&path, policy.to_string()).unwrap();
+    path
+}
+
+/// (image id, action) of each verdict `ferry prune --output json` printed, in its order.
+fn verdicts(run: &Output) -> Vec<(String, String)> {
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let shown: Value = serde_json::from_str(&text(&run.stdout)).expect("stdout is the JSON only");
+    shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["imageId"].as_str().unwrap().to_string(),
+                v["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prune_shows_what_the_schedule_would_retire_and_apply_retires_exactly_that() {
+    let Seeded {
+        aws, seed, image, ..
+    } = seeded_with(2.0, None).await;
+    // Four AMIs of the family app=web (the Seeder tags every image so).
+    let key = seed.key(SOURCE).await;
+    let mut sources = vec![image];
+    for n in 1..4 {
+        let root = seed.snapshot(SOURCE, Some(&key), 8).await;
+        sources.push(
+            seed.image(SOURCE, &format!("golden-{n}"), &[("/dev/xvda", &root)])
+                .await,
+        );
+    }
+    let mut cli_calls = vec![];
+    let mut since = aws.calls().len();
+    let mut replicas = vec![];
+    for source in &sources {
+        let run = ferry(
+            &aws,
+            &[
+                "replicate",
+                "--source-region",
+                SOURCE,
+                "--image",
+                source,
+                "--to",
+                "us-west-2=alias/dr",
+                "--retention-keep",
+                "1",
+                "--retention-group-by",
+                "app",
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+        let results: Value = serde_json::from_str(&text(&run.stdout)).unwrap();
+        assert_eq!(results[0]["document"]["group"], "app=web");
+        assert!(
+            text(&run.stderr).contains("retention group app=web (ferry:group)")
+                && text(&run.stderr).contains("warning[RetentionNotAppliedHere]"),
+            "{}",
+            text(&run.stderr)
+        );
+        replicas.push(results[0]["replicaId"].as_str().unwrap().to_string());
+    }
+    cli_calls.extend(aws.calls()[since..].to_vec());
+
+    // The second-oldest replica is what a launch template's default version launches.
+    let ec2 = seed.ec2(DESTINATION);
+    seed.launch_template_of(DESTINATION, "web", &replicas[1])
+        .await;
+    // A look-alike: ferry's group and verification tags, but not ferry's own.
+    let snapshot = seed.snapshot(DESTINATION, None, 8).await;
+    let lookalike = seed
+        .image(DESTINATION, "lookalike", &[("/dev/xvda", &snapshot)])
+        .await;
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    ec2.create_tags()
+        .resources(&lookalike)
+        .tags(tag("ferry:group", "app=web"))
+        .tags(tag("ferry:verified-at", "2020-01-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap();
+    since = aws.calls().len();
+
+    // Flags that cannot work are refused by name, before any AWS call.
+    for (flags, named) in [
+        (
+            &["--keep", "0", "--group-by", "app"][..],
+            "--keep: keep at least 1",
+        ),
+        (&["--keep", "1"][..], "--group-by: --keep needs it"),
+        (&["--keep", "1", "--group-by", "aws:app"][..], "--group-by"),
+        (
+            &["--keep", "1", "--group-by", "app", "--grace-days", "999"][..],
+            "--grace-days: at most 365",
+        ),
+        (&[][..], "--policy"),
+    ] {
+        let run = ferry(
+            &aws,
+            &[&["prune", "--region", DESTINATION][..], flags].concat(),
+        );
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            text(&run.stderr)
+        );
+        one_named_error(&run, "InvalidRequest");
+        assert!(
+            text(&run.stderr).contains(named),
+            "{flags:?} names {named}: {}",
+            text(&run.stderr)
+        );
+    }
+    assert_eq!(aws.calls().len(), since, "refused before any AWS call");
+
+    // The dry run (the default): newest first, the newest and the templated one kept, the rest
+    // deprecated; the look-alike is not among them.
+    let prune = |extra: &[&str]| {
+        ferry(
+            &aws,
+            &[
+                &[
+                    "prune",
+                    "--region",
+                    DESTINATION,
+                    "--keep",
+                    "1",
+                    "--group-by",
+                    "app",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let dry = prune(&["--output", "json"]);
+    let planned = verdicts(&dry);
+    let expected: Vec<(String, String)> = [
+        (&replicas[3], "keep"),
+        (&replicas[2], "deprecate"),
+        (&replicas[1], "keep"),
+        (&replicas[0], "deprecate"),
+    ]
+    .iter()
+    .map(|(id, action)| (id.to_string(), action.to_string()))
+    .collect();
+    assert_eq!(planned, expected);
+    let shown: Value = serde_json::from_str(&text(&dry.stdout)).unwrap();
+    let reasons: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "the newest verified replica of its group",
+            "beyond the newest 1 of its group (number 2)",
+            "launch template web's default version 1 launches it",
+            "beyond the newest 1 of its group (number 4)",
+        ]
+    );
+    assert!(shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["region"] == DESTINATION && v["group"] == "app=web" && v.get("done").is_none()));
+    let table = prune(&[]);
+    let (stdout, stderr) = (text(&table.stdout), text(&table.stderr));
+    assert!(
+        stdout.contains(&format!("{} would deprecate", replicas[2]))
+            && stdout.contains("launch template web's default version 1 launches it")
+            && !stdout.contains(&lookalike),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("4 replicas in us-west-2: 2 kept, 2 would be deprecated")
+            && stderr.contains("dry run: nothing was changed"),
+        "{stderr}"
+    );
+    let csv = text(&prune(&["--output", "csv"]).stdout);
+    assert_eq!(
+        csv.lines().count(),
+        5,
+        "a header and one row per replica: {csv}"
+    );
+    assert!(
+        csv.starts_with("region,group,image_id,action,reason,"),
+        "{csv}"
+    );
+    assert_eq!(
+        aws.count_calls("EnableImageDeprecation") + aws.count_calls("DeregisterImage"),
+        0,
+        "a dry run changes nothing"
+    );
+
+    // The same from a policy as the stack deploys it; one without retention is refused.
+    let policy = policy_file(
+        "retention",
+        json!([{"region": DESTINATION, "kmsKeyId": "alias/dr",
+                "retention": {"keep": 1, "groupBy": "app"}}]),
+    );
+    let policy = policy.to_str().unwrap();
+    let from_policy = ferry(&aws, &["prune", "--policy", policy, "--output", "json"]);
+    assert_eq!(verdicts(&from_policy), expected);
+    let plain = policy_file(
+        "plain",
+        json!([{"region": DESTINATION, "kmsKeyId": "alias/dr"}]),
+    );
+    let no_retention = ferry(&aws, &["prune", "--policy", plain.to_str().unwrap()]);
+    assert_eq!(no_retention.status.code(), Some(2));
+    one_named_error(&no_retention, "InvalidRequest");
+    assert!(
+        text(&no_retention.stderr).contains("--policy: ")
+            && text(&no_retention.stderr).contains("no destination has retention"),
+        "{}",
+        text(&no_retention.stderr)
+    );
+
+    // The audit shows what uses each replica and what retention would do with it.
+    let audit = ferry(
+        &aws,
+        &[
+            "audit",
+            "--regions",
+            DESTINATION,
+            "--policy",
+            policy,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stdout));
+    let audited: Value = serde_json::from_str(&text(&audit.stdout)).unwrap();
+    let of = |id: &str| {
+        audited
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["destinationId"] == id)
+            .unwrap_or_else(|| panic!("{id} audited: {audited}"))
+            .clone()
+    };
+    assert_eq!(
+        of(&replicas[1])["launchTemplates"],
+        json!(["web (default version 1)"])
+    );
+    assert_eq!(of(&replicas[3])["launchTemplates"], json!([]));
+    for (replica, action) in &expected {
+        assert_eq!(
+            of(replica)["retention"]["action"],
+            action.as_str(),
+            "{replica}"
+        );
+    }
+    assert!(of(&replicas[0])["retention"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("beyond the newest 1"));
+    let table = ferry(&aws, &["audit", "--policy", policy]);
+    let stdout = text(&table.stdout);
+    assert_eq!(table.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("    launched by: web (default version 1)")
+            && stdout.contains("    retention: keep — the newest verified replica of its group")
+            && stdout.contains("    retention: would deprecate — beyond the newest 1 of its group"),
+        "the policy's Regions, with retention: {stdout}"
+    );
+    let csv = text(&ferry(&aws, &["audit", "--policy", policy, "--output", "csv"]).stdout);
+    assert!(
+        csv.lines().next().unwrap().ends_with(
+            ",flags,launch_templates,ssm_parameter,boot_checked,retention_action,retention_reason"
+        ) && csv.contains(",web (default version 1),-,-,keep,launch template web"),
+        "{csv}"
+    );
+
+    // --apply with no grace: exactly the verdicts shown, deprecated and retired at once.
+    let applied = prune(&["--grace-days", "0", "--apply", "--output", "json"]);
+    assert_eq!(
+        verdicts(&applied),
+        expected,
+        "the apply acts on the set the dry run showed"
+    );
+    let done: Value = serde_json::from_str(&text(&applied.stdout)).unwrap();
+    let done: Vec<&str> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["done"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        ["kept", "deprecated, retired", "kept", "deprecated, retired"]
+    );
+    assert!(
+        text(&applied.stderr).contains("applied in us-west-2: 2 deprecated, 2 retired"),
+        "{}",
+        text(&applied.stderr)
+    );
+    let owned: Vec<String> = seed
+        .owned_images(DESTINATION)
+        .await
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_string))
+        .collect();
+    for (replica, action) in &expected {
+        assert_eq!(
+            owned.contains(replica),
+            action == "keep",
+            "{replica} {action}: {owned:?}"
+        );
+    }
+    assert!(owned.contains(&lookalike), "the look-alike is untouched");
+    assert_eq!(
+        aws.count_calls("DeleteSnapshot"),
+        2,
+        "their snapshots, and no other"
+    );
+    let retired = aws
+        .events()
+        .into_iter()
+        .filter(|e| e["detailType"] == "Replica Retired")
+        .count();
+    assert_eq!(retired, 2);
+    let after = prune(&["--output", "json"]);
+    assert_eq!(
+        verdicts(&after),
+        [
+            (replicas[3].clone(), "keep".to_string()),
+            (replicas[1].clone(), "keep".to_string())
+        ],
+        "nothing more to retire"
+    );
+
+    // The operator policy allows every call replicate, prune and audit made.
+    cli_calls.extend(aws.calls()[since..].to_vec());
+    let made = allowed_by_the_operator_policy(&cli_calls);
+    for action in [
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:DescribeInstances",
+        "ec2:EnableImageDeprecation",
+        "ec2:DeregisterImage",
+        "ec2:DeleteSnapshot",
+        "events:PutEvents",
+    ] {
+        assert!(
+            made.iter().any(|a| a == action),
+            "prune retired: {action} in {made:?}"
+        );
+    }
+    let _ = std::fs::remove_file(policy);
+    let _ = std::fs::remove_file(plain);
 }

@@ -282,12 +282,18 @@ impl Seeder {
     /// An instance-store AMI: no EBS snapshots at all.
     /// A launch template `name` in `region` whose data names only a placeholder image.
     pub async fn launch_template(&self, region: &str, name: &str) {
+        self.launch_template_of(region, name, "ami-0aaaaaaaaaaaaaaa0")
+            .await;
+    }
+
+    /// A launch template `name` in `region` whose (default) version launches `image_id`.
+    pub async fn launch_template_of(&self, region: &str, name: &str, image_id: &str) {
         self.ec2(region)
             .create_launch_template()
             .launch_template_name(name)
             .launch_template_data(
                 aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                    .image_id("ami-0aaaaaaaaaaaaaaa0")
+                    .image_id(image_id)
                     .build(),
             )
             .send()

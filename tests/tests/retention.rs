@@ -69,16 +69,10 @@ async fn retention_keeps_the_newest_and_what_is_used_and_retires_the_rest_after_
     let replicas = family(&world).await;
     let ec2 = world.seed.ec2(DESTINATION);
     // replicas[1]: a launch template's default version launches it.
-    ec2.create_launch_template()
-        .launch_template_name("web")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id(&replicas[1])
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    world
+        .seed
+        .launch_template_of(DESTINATION, "web", &replicas[1])
+        .await;
     // replicas[2]: the managed parameter holds it.
     world
         .deps
