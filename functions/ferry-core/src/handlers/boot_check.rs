@@ -156,11 +156,12 @@ async fn launch(
         .await
         .map_err(|error| launch_refused(replica, error))?;
     // Leftovers of this replication's earlier runs (stopped mid-check) go now.
-    let leftovers: Vec<String> = live_boot_instances(deps, replica)
-        .await?
-        .into_iter()
-        .filter(|id| *id != instance_id)
-        .collect();
+    let leftovers: Vec<String> =
+        live_boot_instances(deps, &replica.region, &replica.replication_id)
+            .await?
+            .into_iter()
+            .filter(|id| *id != instance_id)
+            .collect();
     terminate(deps, &replica.region, &leftovers).await?;
     info!(image_id = %replica.image_id, instance_id, launch, "boot-check instance launched");
     Ok(BootCheck {
@@ -365,30 +366,21 @@ async fn terminate_after_failure(deps: &Deps, region: &str, instance_id: &str) {
     }
 }
 
-/// This replication's boot-check instances that are not yet ending.
+/// The boot-check instances of `replication_id` in `region` that are not yet ending.
 async fn live_boot_instances(
-    deps: &Deps,
-    replica: &VerifiedReplica,
-) -> Result<Vec<String>, FerryError> {
-    Ok(
-        find_boot_instances(deps, &replica.region, &replica.replication_id)
-            .await?
-            .into_iter()
-            .filter(|i| i.state != "shutting-down")
-            .map(|i| i.instance_id)
-            .collect(),
-    )
-}
-
-async fn find_boot_instances(
     deps: &Deps,
     region: &str,
     replication_id: &str,
-) -> Result<Vec<InstanceInfo>, FerryError> {
-    deps.instances
+) -> Result<Vec<String>, FerryError> {
+    Ok(deps
+        .instances
         .find_instances_tagged(region, &boot_check_tags(replication_id))
         .await
-        .map_err(|e| aws_failure("ec2:DescribeInstances", e))
+        .map_err(|e| aws_failure("ec2:DescribeInstances", e))?
+        .into_iter()
+        .filter(|i| i.state != "shutting-down")
+        .map(|i| i.instance_id)
+        .collect())
 }
 
 /// After a failure: terminates every boot-check instance of `replication_id` in `region`.
@@ -397,12 +389,7 @@ pub async fn end(
     replication_id: &str,
     region: &str,
 ) -> Result<Vec<Terminated>, FerryError> {
-    let ids: Vec<String> = find_boot_instances(deps, region, replication_id)
-        .await?
-        .into_iter()
-        .filter(|i| i.state != "shutting-down")
-        .map(|i| i.instance_id)
-        .collect();
+    let ids = live_boot_instances(deps, region, replication_id).await?;
     terminate(deps, region, &ids).await?;
     if !ids.is_empty() {
         info!(replication_id, region, instances = ?ids, "boot-check instances terminated after a failure");

@@ -16,6 +16,7 @@ use crate::error::{FerryError, VolumeFinding};
 use crate::ports::{InstanceInfo, StatusChecks, Tag};
 use crate::rules::lineage::{hex_digest, ownership_tags, rfc3339, time_tag_reached};
 use crate::rules::polling::{next_check_seconds as poll_wait, PollBounds};
+use crate::rules::request::is_resource_id;
 
 /// On a boot-check instance: the replica it boots.
 pub const BOOT_CHECK_FOR: &str = "ferry:boot-check-for";
@@ -36,12 +37,6 @@ pub const MAX_LAUNCHES: u32 = 3;
 pub const MAX_WAIT_SECONDS: u64 = 30;
 /// Security groups one network interface takes (EC2's default quota).
 pub const MAX_SECURITY_GROUPS: usize = 5;
-
-fn is_resource_id(id: &str, prefix: &str) -> bool {
-    id.strip_prefix(prefix).is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit())
-    })
-}
 
 /// An instance type as EC2 names them: a family and a size (`t3.micro`, `m7i-flex.large`).
 fn is_instance_type(name: &str) -> bool {
@@ -69,7 +64,7 @@ pub fn check_boot_check(request: Option<&BootCheckRequest>, image: bool) -> Resu
             "a boot check launches an instance from an AMI: replicate an imageId, or drop it",
         ));
     }
-    if !is_resource_id(&request.subnet_id, "subnet-") {
+    if !is_resource_id(&request.subnet_id, "subnet") {
         return Err(invalid(
             "subnetId",
             format!(
@@ -95,7 +90,7 @@ pub fn check_boot_check(request: Option<&BootCheckRequest>, image: bool) -> Resu
         ));
     }
     for (i, group) in groups.iter().enumerate() {
-        if !is_resource_id(group, "sg-") {
+        if !is_resource_id(group, "sg") {
             return Err(invalid(
                 "securityGroupIds",
                 format!("{group:?} is not a security group id (sg- and 8 or 17 hex digits)"),
